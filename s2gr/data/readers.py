@@ -1,0 +1,279 @@
+"""Readers that turn interaction logs and item metadata files into two canonical tables.
+
+Every reader returns ``(interactions, items)`` as pandas DataFrames:
+
+- ``interactions``: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (float64), one row per
+  interaction, in source-file order (that order is the tie-break for equal timestamps);
+- ``items``: ``item_id`` (str), ``text`` (str, what the text encoder reads) and any metadata
+  columns, or ``None`` when no metadata file was given (the item id then serves as text).
+
+Supported sources: RecBole atomic files (``.inter`` + ``.item``), a generic interactions file
+(CSV, TSV, Parquet, JSON Lines, column names configurable) plus an optional item metadata file,
+and Amazon Reviews 2014/2018 (``reviews_<Cat>_5.json.gz`` + ``meta_<Cat>.json.gz``, meta lines
+may be Python dict reprs) and 2023 (JSON Lines with ``parent_asin``).
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+class DataFormatError(ValueError):
+    """An input file is missing, empty, or not in the format it claims to be."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column names of a generic interactions file and of its item metadata file."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    item_key: str = "item_id"  # the item id column of the metadata file
+    text: tuple[str, ...] = ()  # metadata columns joined into the item text; () = all but the key
+
+
+def read_interactions_file(
+    path: str | Path, items_path: str | Path | None = None, columns: Columns = Columns()
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read a user's own files; the format comes from the extension (or content, for Amazon)."""
+    path = _existing(path)
+    if path.suffix == ".inter":
+        return read_recbole(path, items_path)
+    if _is_amazon(path):
+        return read_amazon(path, items_path)
+    frame = _read_table(path)
+    missing = [name for name in (columns.user, columns.item, columns.timestamp) if name not in frame]
+    if missing:
+        raise DataFormatError(
+            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. Name the columns with "
+            "--user-col/--item-col/--time-col (or Columns(user=..., item=..., timestamp=...))."
+        )
+    interactions = _canonical(frame, columns.user, columns.item, columns.timestamp, path)
+    items = None
+    if items_path is not None:
+        items = _item_table(_read_table(_existing(items_path)), columns.item_key, columns.text, items_path)
+    return interactions, items
+
+
+def read_recbole(
+    inter_path: str | Path, item_path: str | Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """RecBole atomic files: tab separated with typed headers such as ``user_id:token``."""
+    inter_path = _existing(inter_path)
+    frame = _read_recbole_table(inter_path)
+    interactions = _canonical(frame, "user_id", "item_id", "timestamp", inter_path)
+    if item_path is None and inter_path.with_suffix(".item").is_file():
+        item_path = inter_path.with_suffix(".item")
+    items = None
+    if item_path is not None:
+        table = _read_recbole_table(_existing(item_path))
+        items = _item_table(table, "item_id", (), item_path, recipe=_movie_text)
+    return interactions, items
+
+
+def read_amazon(
+    reviews_path: str | Path, meta_path: str | Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Amazon Reviews 2014/2018 (``reviewerID``/``asin``/``unixReviewTime``) or 2023 (``user_id``/
+    ``parent_asin``/``timestamp`` in ms). Item text: title, brand, categories, price."""
+    reviews_path = _existing(reviews_path)
+    records = list(_json_records(reviews_path))
+    if not records:
+        raise DataFormatError(f"{reviews_path}: the file holds no reviews.")
+    frame = pd.DataFrame.from_records(records)
+    if {"reviewerID", "asin", "unixReviewTime"} <= set(frame.columns):
+        interactions = _canonical(frame, "reviewerID", "asin", "unixReviewTime", reviews_path)
+    elif {"user_id", "timestamp"} <= set(frame.columns) and ({"parent_asin", "asin"} & set(frame.columns)):
+        item_column = "parent_asin" if "parent_asin" in frame else "asin"
+        interactions = _canonical(frame, "user_id", item_column, "timestamp", reviews_path)
+        interactions["timestamp"] = interactions["timestamp"] / 1000.0  # 2023 stores milliseconds
+    else:
+        raise DataFormatError(
+            f"{reviews_path}: not an Amazon reviews file (need reviewerID/asin/unixReviewTime for "
+            f"2014/2018 or user_id/parent_asin/timestamp for 2023); found {sorted(frame.columns)}."
+        )
+    items = None
+    if meta_path is not None:
+        meta = pd.DataFrame.from_records(list(_json_records(_existing(meta_path))))
+        key = "parent_asin" if "parent_asin" in meta else "asin"
+        items = _item_table(meta, key, (), meta_path, recipe=_amazon_text)
+    return interactions, items
+
+
+# --- item text recipes -------------------------------------------------------------------------
+
+
+def _movie_text(row: dict) -> str:
+    """MovieLens: ``Title (year). Genres: A, B.`` (RecBole splits genres by spaces)."""
+    title = str(row.get("movie_title", row.get("item_id", ""))).strip()
+    year = pd.to_numeric(row.get("release_year"), errors="coerce")  # ML-100K has 'unkonwn' years
+    if not pd.isna(year) and f"({int(year)})" not in title:
+        title = f"{title} ({int(year)})"
+    genres = str(row.get("class", row.get("genre", "")) or "").split()
+    return f"{title}. Genres: {', '.join(genres)}." if genres else f"{title}."
+
+
+def _amazon_text(row: dict) -> str:
+    parts = []
+    if _present(row.get("title")):
+        parts.append(f"Title: {row['title']}")
+    brand = row.get("brand") if _present(row.get("brand")) else row.get("store")
+    if _present(brand):
+        parts.append(f"Brand: {brand}")
+    categories = _flatten(row.get("categories") if _present(row.get("categories")) else row.get("category"))
+    if categories:
+        parts.append("Categories: " + ", ".join(dict.fromkeys(categories)))
+    if _present(row.get("price")):
+        parts.append(f"Price: {row['price']}")
+    return ". ".join(str(part) for part in parts) + "."
+
+
+def _generic_text(row: dict, text_columns: Sequence[str]) -> str:
+    return ". ".join(f"{name}: {row[name]}" for name in text_columns if _present(row.get(name)))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file. Check the path (--interactions/--items).")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: the file is empty.")
+    return path
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    name = path.name.removesuffix(".gz")
+    try:
+        if name.endswith(".parquet"):
+            frame = pd.read_parquet(path)
+        elif name.endswith((".jsonl", ".json")):
+            frame = pd.DataFrame.from_records(list(_json_records(path)))
+        elif name.endswith((".tsv", ".tab", ".txt")):
+            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        elif name.endswith(".csv"):
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            raise DataFormatError(
+                f"{path}: unknown format; use .csv, .tsv, .parquet, .jsonl/.json(.gz) or RecBole .inter/.item."
+            )
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
+        if isinstance(error, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: could not be parsed as {path.suffix} ({error}).") from error
+    if frame.empty:
+        raise DataFormatError(f"{path}: the file has a header but no rows.")
+    return frame
+
+
+def _read_recbole_table(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    if frame.empty:
+        raise DataFormatError(f"{path}: the file has a header but no rows.")
+    frame.columns = [str(name).split(":")[0] for name in frame.columns]  # drop RecBole type suffixes
+    return frame
+
+
+def _json_records(path: Path) -> Iterator[dict]:
+    """JSON Lines, a JSON array, or lines of Python dict reprs (Amazon 2014 metadata)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        if first == "[":
+            yield from json.load(handle)
+            return
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                try:
+                    yield ast.literal_eval(line)
+                except (ValueError, SyntaxError) as error:
+                    raise DataFormatError(
+                        f"{path}:{number}: neither JSON nor a Python dict literal."
+                    ) from error
+
+
+def _is_amazon(path: Path) -> bool:
+    name = path.name.removesuffix(".gz")
+    if not name.endswith((".json", ".jsonl")):
+        return False
+    first = next(_json_records(path), {})
+    return "reviewerID" in first or "parent_asin" in first or ("asin" in first and "rating" in first)
+
+
+def _canonical(frame: pd.DataFrame, user: str, item: str, timestamp: str, path: Path) -> pd.DataFrame:
+    stamps = pd.to_numeric(frame[timestamp], errors="coerce")
+    bad = stamps.isna()
+    if bad.any():
+        position = int(bad.to_numpy().argmax())
+        raise DataFormatError(
+            f"{path}: timestamp column {timestamp!r} holds a non-numeric value "
+            f"{frame[timestamp].iloc[position]!r} (row {position + 1}); timestamps must be numbers "
+            "(e.g. Unix seconds). Convert them before loading."
+        )
+    return pd.DataFrame(
+        {
+            "user_id": frame[user].astype(str).to_numpy(),
+            "item_id": frame[item].astype(str).to_numpy(),
+            "timestamp": stamps.astype("float64").to_numpy(),
+        }
+    )
+
+
+def _item_table(
+    frame: pd.DataFrame, key: str, text_columns: Sequence[str], path: str | Path, recipe=None
+) -> pd.DataFrame:
+    if key not in frame:
+        raise DataFormatError(
+            f"{path}: item metadata needs an item id column {key!r}; found {list(frame.columns)} "
+            "(set it with --item-key-col)."
+        )
+    frame = frame.drop_duplicates(subset=[key], keep="first").reset_index(drop=True)
+    columns = list(text_columns) or [name for name in frame.columns if name != key]
+    missing = [name for name in columns if name not in frame]
+    if missing:
+        raise DataFormatError(f"{path}: text column(s) {missing} not found; found {list(frame.columns)}.")
+    records = frame.to_dict("records")
+    texts = [recipe(row) if recipe else _generic_text(row, columns) for row in records]
+    items = frame.drop(columns=[key]).map(_as_text)
+    items.insert(0, "item_id", frame[key].astype(str).to_numpy())
+    items.insert(1, "text", texts)
+    return items
+
+
+def _as_text(value) -> str:
+    """Metadata cells become strings so Arrow gets one type per column whatever the source."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and pd.isna(value):
+        return False
+    return bool(value) if isinstance(value, (str, list, tuple)) else True
+
+
+def _flatten(value) -> list[str]:
+    if not _present(value):
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [leaf for element in value for leaf in _flatten(element)]
