@@ -1,0 +1,78 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer
+
+# Environment prefixes of the Hub and transformers clients; a subprocess must not inherit any of them
+# (a cache path or offline switch from the outer shell would bypass the local Hub).
+_CLIENT_ENV_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_")
+
+
+@pytest.fixture
+def hub_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A local in-memory Hub (`.url`, `.token`, `.fail_all`, `.requests`, `.repos`) for one test.
+
+    In this process `huggingface_hub`'s default endpoint is pointed at it as well: the client reads
+    `HF_ENDPOINT` once at import, and some calls (the agent-registry lookup behind its user-agent header) use
+    that default whatever endpoint `HfApi` is given, so without this they would contact huggingface.co.
+    """
+    from huggingface_hub import constants
+
+    with HubServer() as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        yield server
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A local URL where nothing listens, so that connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def run_with_hub(hub_server: HubServer, tmp_path: Path) -> Callable[..., str]:
+    """`run(code, *argv)`: run Python code in a fresh interpreter whose Hub is `hub_server`; returns its stdout.
+
+    The child gets `HF_ENDPOINT` before it imports `huggingface_hub` (the only reliable way: the endpoint is
+    read at import), `HF_HUB_OFFLINE=0`, the server's token as `HF_TOKEN`, no telemetry, and a private
+    `HF_HOME`, so downloads, the remote-code module cache and the token all start empty. It runs in
+    `tmp_path`, so no local package or folder can stand in for a Hub repo of the same name.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith(_CLIENT_ENV_PREFIXES)}
+    env.update(
+        HF_ENDPOINT=hub_server.url,
+        HF_HUB_OFFLINE="0",
+        HF_TOKEN=hub_server.token,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+        TOKENIZERS_PARALLELISM="false",
+    )
+
+    def run(code: str, *argv: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"subprocess failed with exit code {result.returncode}:\n{result.stderr[-6000:]}")
+        return result.stdout
+
+    return run
