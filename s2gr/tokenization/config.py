@@ -1,0 +1,135 @@
+"""Configuration of the CoBa codebook (METHOD.md section 2).
+
+Every knob of the semantic-ID pipeline lives in `CodebookConfig`; `CodebookConfig.plain()` and
+`CodebookConfig.rkmeans()` give the ablation baselines. Defaults are the project's CoBa setting:
+3 levels x 256 codes on a 32-dim latent, co-occurrence propagation, usage-balanced assignment,
+dead-code reset and a code-vector repulsion loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+QUANTIZERS = ("rqvae", "rkmeans")
+
+
+@dataclass
+class CodebookConfig:
+    """Hyper-parameters of `build_semantic_ids`.
+
+    Quantizer:
+        num_levels: L, number of residual code levels.
+        codebook_size: K, codes per level.
+        latent_dim: size of the quantised latent (RQ-VAE bottleneck, or the PCA size for rkmeans).
+        hidden_dims: encoder MLP widths between input and latent (the decoder mirrors them).
+        quantizer: "rqvae" (learned RQ-VAE) or "rkmeans" (residual k-means on a PCA projection of
+            the inputs, nothing learned by gradient; ignores the balance and uniformity knobs).
+    Collaborative propagation (METHOD 2.1-2.2):
+        use_graph: encode H_align (content propagated over the item co-occurrence graph) instead of X.
+        graph_window: two items co-occur when at most this many positions apart in a training history.
+        alpha: restart weight of the propagation (the paper does not publish it). With the defaults
+            (alpha 0.3, 3 hops) H_align = 0.58 X + 0.26 ÂX + 0.12 Â²X + 0.05 Â³X: content keeps the
+            majority, so popular but unrelated co-watched items do not merge codes, and behaviour
+            contributes about 40 % of the feature, mostly from 1-hop neighbours.
+        num_hops: Kg, the last propagation step kept in the sum.
+    Load balancing (module docstring of `balancing.py`):
+        balance: add the capped usage bias to assignment distances during training.
+        balance_strength: slope of the bias in log usage ratio.
+        balance_cap: bias clamp, in units of the level's mean quantisation error.
+        balance_decay: EMA decay of the per-code usage shares.
+        balance_at_assign: keep the final (frozen) bias in the final assignment and in
+            `quantizer.assign`, so new items see the same distances as training items.
+        reset_dead_codes: after each epoch, move codes unused during the epoch onto residuals of the
+            worst-quantised items of the last batch, and repair codes left unused by the final
+            assignment once more on the whole catalog (part of balancing; off in `plain()`).
+    Uniformity (module docstring of `uniformity.py`):
+        uniformity_weight: weight of the repulsion loss, summed over levels (0 disables it).
+        uniformity_threshold: pairs closer than this fraction of the level's mean pairwise code
+            distance are pushed apart.
+    Training:
+        beta: commitment weight of the quantisation loss.
+        warmup_epochs: autoencoder-only epochs before the k-means init of the codebooks.
+        epochs, batch_size, lr: Adam training schedule of the RQ-VAE after the warm-up.
+        kmeans_iters: Lloyd iterations of every k-means call (codebook init, rkmeans, coarse clusters).
+        kmeans_init_samples: at most this many items seed the k-means initialisation of the codebooks.
+    Output:
+        num_clusters: Kc, coarse clusters of each level's code vectors (thinking-token targets).
+        reassign_collisions: move items of a colliding group (all but the first) to their
+            nearest last-level code that makes their L-code tuple free, before dedup codes.
+        seed: seeds every random choice; the same inputs and seed give the same codes.
+    """
+
+    num_levels: int = 3
+    codebook_size: int = 256
+    latent_dim: int = 32
+    hidden_dims: tuple[int, ...] = (512, 256, 128)
+    quantizer: str = "rqvae"
+    use_graph: bool = True
+    graph_window: int = 3
+    alpha: float = 0.3
+    num_hops: int = 3
+    balance: bool = True
+    balance_strength: float = 1.0
+    balance_cap: float = 1.0
+    balance_decay: float = 0.9
+    balance_at_assign: bool = True
+    reset_dead_codes: bool = True
+    uniformity_weight: float = 0.1
+    uniformity_threshold: float = 0.25
+    beta: float = 0.25
+    warmup_epochs: int = 10
+    epochs: int = 50
+    batch_size: int = 1024
+    lr: float = 1e-3
+    kmeans_iters: int = 25
+    kmeans_init_samples: int = 20000
+    num_clusters: int = 16
+    reassign_collisions: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden_dims = tuple(self.hidden_dims)
+        self._check_positive_ints()
+        self._check_ranges()
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+
+    def _check_positive_ints(self) -> None:
+        names = ("num_levels", "codebook_size", "latent_dim", "graph_window", "epochs", "batch_size")
+        names += ("kmeans_iters", "kmeans_init_samples", "num_clusters")
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
+        for name in ("num_hops", "warmup_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+    def _check_ranges(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if not 0.0 <= self.balance_decay < 1.0:
+            raise ValueError(f"balance_decay must be in [0, 1), got {self.balance_decay}")
+        for name in ("balance_strength", "balance_cap", "uniformity_weight", "uniformity_threshold", "beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.num_clusters > self.codebook_size:
+            raise ValueError(
+                f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})"
+            )
+
+    @classmethod
+    def plain(cls, **overrides: object) -> CodebookConfig:
+        """Plain RQ-VAE (TIGER): no graph, no balancing, no dead-code reset, no uniformity loss."""
+        off = {"use_graph": False, "balance": False, "balance_at_assign": False, "reset_dead_codes": False}
+        return replace(cls(), **{**off, "uniformity_weight": 0.0, **overrides})
+
+    @classmethod
+    def rkmeans(cls, **overrides: object) -> CodebookConfig:
+        """Residual k-means baseline on the (propagated, unless use_graph=False) features."""
+        return replace(cls(), **{"quantizer": "rkmeans", **overrides})
