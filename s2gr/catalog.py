@@ -1,0 +1,72 @@
+"""Catalog → Semantic IDs → tokenizer: the step every training run and ``s2gr build-codebook`` share."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import DEFAULT_ENCODER, RecData, embed_items
+from .tokenization import CodebookConfig, SemanticIDs, build_semantic_ids, format_stats_table, plot_code_usage
+from .tokenization_s2gr import S2GRTokenizer
+
+CODEBOOK_STATS_FILE = "codebook_stats.json"
+CODE_USAGE_PLOT = "code_usage.png"
+
+
+@dataclass
+class Catalog:
+    """A built catalog: the tokenizer (item ↔ SID map, clusters, tables) and how it was made."""
+
+    tokenizer: S2GRTokenizer
+    semantic_ids: SemanticIDs
+    embeddings: np.ndarray  # (N, E), aligned with the tokenizer's item order
+
+    @property
+    def stats(self) -> dict:
+        return self.semantic_ids.stats
+
+
+def build_catalog(
+    data: RecData,
+    codebook: CodebookConfig | None = None,
+    *,
+    num_thinking: int | None = None,
+    encoder: str = DEFAULT_ENCODER,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Catalog:
+    """Embed the items, build their Semantic IDs from the training histories only, wrap a tokenizer."""
+    codebook = codebook or CodebookConfig()
+    embeddings = embed_items(data.items, encoder, cache_dir=cache_dir, progress=progress)
+    sequences = [np.asarray(sequence, dtype=np.int64) for sequence in data.train_sequences()]
+    semantic_ids = build_semantic_ids(embeddings, sequences, codebook, progress=progress)
+    tokenizer = S2GRTokenizer.from_semantic_ids(
+        data.item_ids, semantic_ids, num_thinking=num_thinking, max_history_items=data.max_history
+    )
+    return Catalog(tokenizer, semantic_ids, embeddings)
+
+
+def save_catalog(catalog: Catalog, folder: str | os.PathLike, codebook: CodebookConfig) -> Path:
+    """Write the tokenizer, the codebook statistics (JSON, with the config) and the code-usage plot."""
+    folder = Path(folder)
+    catalog.tokenizer.save_pretrained(folder)
+    stats = {"config": asdict(codebook), "stats": catalog.stats}
+    (folder / CODEBOOK_STATS_FILE).write_text(json.dumps(stats, indent=2, default=_jsonable))
+    plot_code_usage(catalog.semantic_ids.codes[:, :-1], codebook.codebook_size, folder / CODE_USAGE_PLOT)
+    return folder
+
+
+def describe_catalog(catalog: Catalog) -> str:
+    return format_stats_table(catalog.stats)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,109 @@
+"""``RunConfig``: everything a training run needs, from flags or a YAML file, saved with the run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..tokenization import CodebookConfig
+
+
+@dataclass
+class RunConfig:
+    """A training run: data, codebook, model and schedule. Unknown keys in a YAML file are an error.
+
+    Data:
+        dataset / interactions / items / columns: what ``s2gr.data.load_data`` takes.
+        kcore, max_history: preprocessing (5-core, 20 items of history).
+    Codebook:
+        codebook: ``CodebookConfig`` fields (defaults: CoBa 3 × 256, 16 clusters per level).
+    Model:
+        num_thinking: None = one thinking step per level (S2GR); 0 = TIGER.
+        encoder_mode: "causal" (one pass per user sequence yields every target; the default) or
+            "bidirectional" (exact TIGER encoder trained on sliding windows).
+        model: further ``S2GRConfig`` fields (layers, d_model, τ, λ, loss weights, ...).
+    Schedule:
+        epochs, batch_size (rows: segments in causal mode, targets in bidirectional mode), lr,
+        weight_decay, warmup_ratio, segment_items (targets per segment, causal mode),
+        eval_every_epochs, patience (evaluations without NDCG@10 gain before stopping; 0 = never),
+        num_beams, eval_batch_size, exclude_seen (filter each user's past items from rankings),
+        logging_steps, gradient_accumulation_steps, seed, max_steps (> 0 overrides epochs).
+    """
+
+    output_dir: str = "runs/s2gr"
+    dataset: str | None = "ml-100k"
+    interactions: str | None = None
+    items: str | None = None
+    columns: dict[str, Any] = field(default_factory=dict)
+    kcore: int = 5
+    max_history: int = 20
+    encoder: str = "all-MiniLM-L6-v2"
+    codebook: dict[str, Any] = field(default_factory=dict)
+    num_thinking: int | None = None
+    encoder_mode: str = "causal"
+    model: dict[str, Any] = field(default_factory=dict)
+    epochs: float = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    segment_items: int = 64
+    eval_every_epochs: float = 1.0
+    patience: int = 5
+    num_beams: int = 20
+    eval_batch_size: int = 256
+    exclude_seen: bool = True
+    logging_steps: int = 20
+    gradient_accumulation_steps: int = 1
+    seed: int = 42
+    max_steps: int = -1
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder_mode not in ("causal", "bidirectional"):
+            raise ValueError(f"encoder_mode must be 'causal' or 'bidirectional', got {self.encoder_mode!r}.")
+        if self.dataset is not None and self.interactions is not None:
+            raise ValueError(
+                "Give either dataset or interactions, not both (set dataset: null for your own files)."
+            )
+        for name in ("batch_size", "segment_items", "num_beams", "eval_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("epochs must be > 0 (or set max_steps).")
+        self.codebook_config()  # validates the codebook fields early
+
+    def codebook_config(self) -> CodebookConfig:
+        known = {f.name for f in fields(CodebookConfig)}
+        unknown = set(self.codebook) - known
+        if unknown:
+            raise ValueError(f"Unknown codebook field(s) {sorted(unknown)}; known: {sorted(known)}.")
+        return CodebookConfig(**self.codebook)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file.")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a run config must be a YAML mapping of field: value.")
+        return cls.from_dict({**values, **overrides}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

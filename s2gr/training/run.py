@@ -1,0 +1,281 @@
+"""One training run end to end: data → embeddings → codebook → train → evaluate → save.
+
+Folder written under ``config.output_dir``::
+
+    model/                 final (best-on-validation) model + tokenizer + code files + README.md card
+    checkpoint-*/          Trainer checkpoints (resume with ``resume=True``)
+    run_config.yaml        the resolved RunConfig
+    run.json               run summary (data, codebook, thinking, training, metrics) — feeds the card
+    metrics.json           validation/test Recall@5/10, NDCG@5/10, with and without seen items, + most-popular
+    training_curves.png    loss terms and validation metrics over steps
+    code_usage.png         code usage per level
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+
+from ..catalog import CODE_USAGE_PLOT, Catalog, build_catalog
+from ..configuration_s2gr import S2GRConfig
+from ..data import Columns, RecData, load_data
+from ..hub_cards import build_model_card
+from ..modeling_s2gr import S2GRForGenerativeRecommendation
+from ..tokenization import plot_code_usage
+from ..tokenization_s2gr import S2GRTokenizer
+from .collator import HistoryCollator, SegmentCollator
+from .config import RunConfig
+from .evaluation import most_popular, ranking_metrics, seen_items
+from .plots import plot_training_curves
+from .recommend import evaluate_split
+from .samples import segment_sequences, sliding_window_samples
+from .trainer import S2GRTrainer
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def load_run_data(config: RunConfig) -> RecData:
+    columns = Columns(**config.columns) if config.columns else Columns()
+    return load_data(
+        config.dataset,
+        interactions=config.interactions,
+        items=config.items,
+        columns=columns,
+        kcore=config.kcore,
+        max_history=config.max_history,
+        cache_dir=config.cache_dir,
+    )
+
+
+def new_model(tokenizer: S2GRTokenizer, config: RunConfig) -> S2GRForGenerativeRecommendation:
+    """A freshly initialised model whose vocabulary and cluster map match ``tokenizer``."""
+    known = {f.name for f in fields(S2GRConfig)}
+    unknown = set(config.model) - known
+    if unknown:
+        raise ValueError(f"Unknown model field(s) {sorted(unknown)}; see S2GRConfig.")
+    model_config = S2GRConfig(
+        num_levels=tokenizer.num_levels,
+        codebook_size=tokenizer.codebook_size,
+        dedup_size=tokenizer.dedup_size,
+        num_thinking=tokenizer.num_thinking,
+        num_clusters=int(tokenizer.code_clusters.max()) + 1,
+        encoder_mode=config.encoder_mode,
+        max_history_items=config.max_history,
+        **config.model,
+    )
+    model = S2GRForGenerativeRecommendation(model_config)
+    model.set_code_clusters(torch.as_tensor(tokenizer.code_clusters))
+    return model
+
+
+def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig):
+    """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
+    train = data.splits["train"]
+    if config.encoder_mode == "causal":
+        return segment_sequences(train, config.segment_items, config.max_history), SegmentCollator(tokenizer)
+    return sliding_window_samples(train, config.max_history), HistoryCollator(tokenizer)
+
+
+def training_arguments(config: RunConfig, steps_per_epoch: int) -> TrainingArguments:
+    eval_steps = max(1, round(steps_per_epoch * config.eval_every_epochs))
+    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=config.output_dir,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
+        lr_scheduler_type="cosine",
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="ndcg@10",
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        remove_unused_columns=False,  # the collators read item-id columns the model's forward doesn't name
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=use_bf16,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(
+    config: RunConfig, data: RecData, tokenizer: S2GRTokenizer, model: S2GRForGenerativeRecommendation
+) -> S2GRTrainer:
+    train_dataset, collator = training_samples(data, tokenizer, config)
+    steps_per_epoch = math.ceil(len(train_dataset) / (config.batch_size * config.gradient_accumulation_steps))
+    callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 else []
+    return S2GRTrainer(
+        model=model,
+        args=training_arguments(config, steps_per_epoch),
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        eval_dataset=data.splits["validation"],
+        recommend_seen=seen_items(data.splits, "validation") if config.exclude_seen else None,
+        num_beams=config.num_beams,
+    )
+
+
+def final_metrics(
+    model: S2GRForGenerativeRecommendation, tokenizer: S2GRTokenizer, data: RecData, config: RunConfig
+) -> dict[str, Any]:
+    """Validation and test metrics with and without seen-item filtering, and the most-popular baseline."""
+    metrics: dict[str, Any] = {"s2gr": {}, "most_popular": {}}
+    for split in ("validation", "test"):
+        seen = seen_items(data.splits, split)
+        rows = data.splits[split]
+        for exclude in (True, False):
+            key = (
+                split
+                if exclude == config.exclude_seen
+                else f"{split}_{'filtered' if exclude else 'unfiltered'}"
+            )
+            metrics["s2gr"][key] = evaluate_split(
+                model,
+                tokenizer,
+                rows,
+                seen=seen if exclude else None,
+                num_beams=config.num_beams,
+                batch_size=config.eval_batch_size,
+            )
+            popular = most_popular(data.splits, split, top_k=10, exclude_seen=exclude)
+            metrics["most_popular"][key] = ranking_metrics(popular, rows["target"])
+    return metrics
+
+
+def run_summary(
+    config: RunConfig, data: RecData, catalog: Catalog, model, metrics: dict, seconds: float
+) -> dict:
+    stats = catalog.stats
+    model_config = model.config
+    return {
+        "model_name": f"s2gr-{data.name}",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2"
+        if config.encoder == "all-MiniLM-L6-v2"
+        else config.encoder,
+        "dataset": {
+            "name": data.name,
+            "num_users": data.stats.users,
+            "num_items": data.stats.items,
+            "num_interactions": data.stats.interactions,
+        },
+        "split": {
+            "kcore": data.kcore,
+            "protocol": "leave-one-out (last item test, second-last validation, rest training)",
+            "ranking": "full ranking over all items"
+            + (", seen items excluded" if config.exclude_seen else ""),
+            "tie_break": "equal timestamps keep source-file order (stable sort)",
+            "max_history": data.max_history,
+        },
+        "codebook": {
+            "num_levels": catalog.tokenizer.num_levels,
+            "codebook_size": catalog.tokenizer.codebook_size,
+            "dedup_size": catalog.tokenizer.dedup_size,
+            **{
+                k: stats[k]
+                for k in (
+                    "utilisation",
+                    "usage_perplexity",
+                    "collision_rate",
+                    "colliding_items",
+                    "largest_group",
+                )
+                if k in stats
+            },
+        },
+        "thinking": {
+            name: getattr(model_config, name)
+            for name in (
+                "num_thinking",
+                "align_temperature",
+                "num_clusters",
+                "reg_lambda",
+                "infonce_temperature",
+                "aux_decoder_layers",
+            )
+        },
+        "training": {
+            "encoder_mode": config.encoder_mode,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": config.lr,
+            "num_beams": config.num_beams,
+            "seed": config.seed,
+            "wall_seconds": round(seconds, 1),
+        },
+        "metrics": {split: metrics["s2gr"][split] for split in ("validation", "test")},
+    }
+
+
+def train_run(config: RunConfig, resume: bool = False) -> RunResult:
+    """Run everything for ``config`` and write the folder described in the module docstring."""
+    started = time.perf_counter()
+    set_seed(config.seed)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    config.save(output / "run_config.yaml")
+    data = load_run_data(config)
+    catalog = build_catalog(
+        data,
+        config.codebook_config(),
+        num_thinking=config.num_thinking,
+        encoder=config.encoder,
+        cache_dir=config.cache_dir,
+    )
+    plot_code_usage(
+        catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size, output / CODE_USAGE_PLOT
+    )
+    model = new_model(catalog.tokenizer, config)
+    trainer = build_trainer(config, data, catalog.tokenizer, model)
+    trainer.train(resume_from_checkpoint=_last_checkpoint(output) if resume else None)
+    model = trainer.model
+    metrics = final_metrics(model, catalog.tokenizer, data, config)
+    seconds = time.perf_counter() - started
+    model_dir = output / MODEL_DIR
+    summary = run_summary(config, data, catalog, model, metrics, seconds)
+    save_model(model, catalog.tokenizer, model_dir, summary)
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (output / "run.json").write_text(json.dumps(summary, indent=2))
+    plot_training_curves(trainer.state.log_history, output / "training_curves.png")
+    return RunResult(output, model_dir, metrics, seconds)
+
+
+def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> None:
+    """Model + tokenizer + code files + model card: a folder ``from_pretrained`` and ``s2gr push`` accept."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "run.json").write_text(json.dumps(summary, indent=2))
+    build_model_card(summary).save(folder / "README.md")
+
+
+def _last_checkpoint(output: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output))
