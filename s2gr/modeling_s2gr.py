@@ -168,7 +168,6 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.d_model, inner, bias=False)
         self.v_proj = nn.Linear(config.d_model, inner, bias=False)
         self.o_proj = nn.Linear(inner, config.d_model, bias=False)
-        self.dropout = config.dropout_rate
 
     def project_kv(self, x: torch.Tensor) -> KVPair:
         """(M, S, d) -> keys, values (M, H, S, d_kv)."""
@@ -182,24 +181,24 @@ class Attention(nn.Module):
         sets, groups = k.shape[0], rows // k.shape[0]
         q = self.q_proj(x).view(sets, groups, t, self.num_heads, self.d_kv)  # (M, G, t, H, dk)
         q = q.permute(0, 3, 1, 2, 4).reshape(sets, self.num_heads, groups * t, self.d_kv)  # (M, H, G*t, dk)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
-        )  # (M, H, G*t, dk)
+        # No dropout on attention probabilities: it forces SDPA's slow math path and a random draw per
+        # score (a third of a CPU training step); dropout stays on every residual branch.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (M, H, G*t, dk)
         out = out.view(sets, self.num_heads, groups, t, self.d_kv).permute(0, 2, 3, 1, 4)  # (M, G, t, H, dk)
         return self.o_proj(out.reshape(rows, t, self.num_heads * self.d_kv))
 
 
 class FeedForward(nn.Module):
-    """T5 v1 ReLU MLP."""
+    """T5 v1 ReLU MLP. Dropout is applied by the block on the (d_model-wide) output, not on the d_ff-wide
+    hidden layer: 8x fewer random draws for the same regularisation role."""
 
     def __init__(self, config: S2GRConfig) -> None:
         super().__init__()
         self.wi = nn.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wo(self.dropout(F.relu(self.wi(x))))
+        return self.wo(F.relu(self.wi(x)))
 
 
 class S2GREncoderBlock(GradientCheckpointingLayer):
@@ -384,6 +383,41 @@ class S2GRDecoder(nn.Module):
             x, k, v = layer(x, self_bias, past_k, past_v, *memory.kv[i], memory_bias)
             present.append((k, v))
         return self.final_norm(x), present
+
+
+def _fully_excluded_nodes(tables: list[torch.Tensor], exclude_items: torch.Tensor) -> list[torch.Tensor]:
+    """Per code level j < L: (B, n_{j+1}) True where every catalog item below that trie node is excluded.
+
+    tables[j]: (n_j, m_j, 2) [child code, child node] (last step: child = item index); exclude_items (B, H),
+    -1 padded. Parents are read off the child tables, then item counts are pushed up level by level.
+    """
+    batch, levels = exclude_items.shape[0], len(tables) - 1
+    exclude_items = exclude_items.sort(dim=1).values
+    repeated = F.pad(exclude_items[:, 1:] == exclude_items[:, :-1], (1, 0), value=False)
+    exclude_items = exclude_items.masked_fill(repeated, -1)  # an item listed twice must count once
+    parents = []  # parents[j]: (n_{j+1},) parent node at depth j of each depth-(j+1) node (last: of each item)
+    for table in tables:
+        children = table[..., 1]  # (n_j, m_j)
+        valid = children >= 0
+        parent = torch.full((int(children.max()) + 1,), -1, dtype=torch.long, device=children.device)
+        rows = torch.arange(children.shape[0], device=children.device)[:, None].expand_as(children)
+        parent[children[valid]] = rows[valid]
+        parents.append(parent)
+    valid = exclude_items >= 0
+    node = parents[levels][exclude_items.clamp(min=0)]  # (B, H) depth-L node of each excluded item
+    total = torch.ones_like(parents[levels])  # one item per leaf
+    node_all = parents[levels]
+    dead = [None] * levels
+    for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
+        size = torch.zeros(parents[j].shape[0], dtype=torch.long, device=node.device).index_add_(
+            0, node_all, total
+        )
+        excluded = torch.zeros(batch, size.shape[0], dtype=torch.long, device=node.device)
+        excluded.scatter_add_(1, node, valid.long())
+        dead[j] = excluded >= size[None, :]
+        total, node_all = size, parents[j]
+        node = parents[j][node]
+    return dead
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -992,8 +1026,9 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
 
         input_ids, attention_mask (B, S): encoded histories (history API). prefix_tables: (child_codes,
         child_nodes) per ARCHITECTURE.md, or the tokenizer's `PrefixTables`. exclude_items (B, H) item indices
-        (-1 padding) never returned. Beams never hold the same SID prefix twice, and each excluded item can kill
-        at most one beam per step, so `max(num_beams, top_k) + H` beams keep every top-k slot fillable.
+        (-1 padding) never returned: a prefix whose items are all excluded is pruned at the step that would
+        enter it, so every surviving beam still leads to an allowed item and `max(num_beams, top_k)` beams
+        fill every top-k slot (memory O(B * N) for the per-user exclusion counts).
         """
         if top_k < 1 or num_beams < 1:
             raise ValueError(f"top_k and num_beams must be >= 1, got {top_k} and {num_beams}.")
@@ -1002,11 +1037,11 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         tables = self._prefix_tables(prefix_tables)
         states, bias = self._history_memory(input_ids, attention_mask)
         batch, device = states.shape[0], states.device
+        dead_nodes = None
         if exclude_items is not None:
             exclude_items = torch.as_tensor(exclude_items, dtype=torch.long, device=device).view(batch, -1)
-        width = max(num_beams, top_k) + (
-            0 if exclude_items is None else int((exclude_items >= 0).sum(-1).max())
-        )
+            dead_nodes = _fully_excluded_nodes(tables, exclude_items)
+        width = max(num_beams, top_k)
         memory = self.decoder.project_memory(states, bias)  # once per user, shared by all its beams
         h, past = self.decoder(self._bos(batch), memory, None)
         last = h[:, -1]  # (B*W, d) output at the last fed position
@@ -1020,6 +1055,9 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
                 last = h[:, -1]
             allowed, children = tables[step][node].unbind(-1)  # (B, W, m): the one gather into the table
             candidates = score[..., None] + self._allowed_log_probs(last, step, allowed)  # (B, W, m)
+            if dead_nodes is not None and step < self.config.num_levels:
+                dead = dead_nodes[step].gather(1, children.clamp(min=0).flatten(1)).view_as(children)
+                candidates = candidates.masked_fill(dead & (children >= 0), -math.inf)
             if step == self.config.num_levels:
                 return self._final_top_k(candidates, allowed, children, codes, exclude_items, top_k)
             score, index = candidates.flatten(1).topk(min(width, candidates[0].numel()), dim=1)  # (B, W')

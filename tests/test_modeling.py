@@ -745,3 +745,20 @@ def test_bad_inputs_raise_clear_errors() -> None:
         bidirectional(sequence_codes=to_tokens(config, catalog)[None, :3])
     with pytest.raises(ValueError, match="prefix_tables"):
         model.recommend(input_ids, attention_mask, None)
+
+
+def test_recommend_prunes_fully_excluded_prefixes_without_losing_slots() -> None:
+    model = tiny_model(thinking=True, seed=6)
+    config, catalog = model.config, make_catalog(32)
+    tables, _ = build_prefix_tables(catalog)
+    input_ids, attention_mask, _ = batch_inputs(config, catalog, batch=2)
+    everything = model.recommend(input_ids, attention_mask, tables, top_k=32, num_beams=32)
+    # User 0 has seen 27 of 32 items (listed twice: duplicates must count once); user 1 all but 3.
+    seen0 = everything.item_indices[0, :27].repeat(2)
+    seen1 = everything.item_indices[1, 3:]
+    excluded = torch.full((2, 60), -1)
+    excluded[0, : len(seen0)], excluded[1, : len(seen1)] = seen0, seen1
+    result = model.recommend(input_ids, attention_mask, tables, top_k=5, num_beams=5, exclude_items=excluded)
+    assert sorted(result.item_indices[0].tolist()) == sorted(everything.item_indices[0, 27:].tolist())
+    assert result.item_indices[1, :3].tolist() == everything.item_indices[1, :3].tolist()  # same order
+    assert result.item_indices[1, 3:].tolist() == [-1, -1]  # only 3 unseen items exist
