@@ -57,9 +57,14 @@ def load_data(
     columns: Columns = Columns(),
     kcore: int = 5,
     max_history: int = 20,
+    max_users: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> RecData:
-    """Load a named data set (``ml-100k``, ``ml-1m``) or your own ``interactions`` (+ ``items``) file."""
+    """Load a named data set (``ml-100k``, ``ml-1m``) or your own ``interactions`` (+ ``items``) file.
+
+    ``max_users`` keeps only the first that many users of the log (in file order) before filtering: a
+    small real slice for quick experiments and tests.
+    """
     if (name is None) == (interactions is None):
         raise ValueError("Give either a data set name or an interactions file (--dataset or --interactions).")
     if name is not None:
@@ -74,6 +79,12 @@ def load_data(
     else:
         raw, metadata = read_interactions_file(interactions, items, columns)
         name = Path(interactions).name
+    if max_users is not None:
+        if max_users < 1:
+            raise ValueError(f"max_users must be ≥ 1, got {max_users}.")
+        first_users = set(pd.unique(raw["user_id"])[:max_users])
+        raw = raw[raw["user_id"].isin(first_users)].reset_index(drop=True)
+        name = f"{name}[:{max_users} users]"
     return build_recdata(name, raw, metadata, kcore=kcore, max_history=max_history)
 
 

@@ -16,9 +16,11 @@ distances, so the codebook and encoder are never pulled towards a wrong target.
 
 Final assignment (`balance_at_assign`, default on). The frozen offsets s_l · clamp(...) from the end
 of training are kept in the final assignment and stored in the quantizer, so new items are coded
-with the same distances as the catalog. Measured on a 3,706 x 384 clustered stand-in, keeping them
-raises last-level utilisation (see the project's codebook report); the per-item change is small
-because the offsets are bounded by `cap` quantisation errors.
+with the same distances as the catalog and the assignment matches the one the codebook was trained
+with. Measured on MovieLens-1M (3,416 items, MiniLM 384-d, default config): with the offsets,
+utilisation before the final repair is 100 / 100 / 99.2 % and usage perplexity 229 / 219 / 230
+(of 256); without them 100 / 99.6 / 96.9 % and 228 / 194 / 199. Collisions barely move (18 vs 20
+items). The change per item is bounded: offsets are at most `cap` quantisation errors.
 
 Dead codes. After every epoch, codes that received no assignment during that epoch are moved onto
 the residuals of the worst-quantised items of the epoch's last batch (largest distance to their
@@ -28,7 +30,8 @@ a dead code is moved onto the residual of the worst-quantised item whose code ke
 other item, and gets the frozen bias of the level's least-used code (a dead code may be dead only
 because training left it a high "overused" bias). Items that follow it can empty another code, so
 up to 3 rounds run per level. Moves only lower the movers' quantisation error; encoder, decoder and
-the other code vectors are untouched. Codes moved per level are reported (`repaired_codes`). Both are part of balancing (`reset_dead_codes`, off in the plain ablation).
+the other code vectors are untouched. Codes moved per level are reported (`repaired_codes`).
+Both restarts are part of balancing (`reset_dead_codes`, off in the plain ablation).
 """
 
 from __future__ import annotations

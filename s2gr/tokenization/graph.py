@@ -8,8 +8,8 @@ self-loop makes an isolated item (no training co-occurrence, e.g. a new item) ke
 exactly: its row of Â is e_i, so every H_k row equals its X row and H_align = X for it. Without
 self-loops, isolated rows have degree 0 and get d^-1/2 = 0 (an all-zero row), not a division by zero.
 
-Everything is scipy.sparse with int32 indices and vectorised numpy, so 1e6 items are fine: memory is
-O(number of co-occurring pairs), never O(N²).
+Everything is scipy.sparse and vectorised numpy (no Python loop over histories), so 1e6 items are
+fine: memory is O(number of co-occurring pairs + N·E), never O(N²).
 
 Propagation, with X the content embeddings:
     H_0 = X;   H_k = (1 - a) Â H_{k-1} + a X;   H_align = Σ_{k=0..Kg} β_k H_k,

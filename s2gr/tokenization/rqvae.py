@@ -91,7 +91,7 @@ class RQVAE(nn.Module):
         offsets: torch.Tensor | None = None,
         beta: float = 0.25,
         uniformity_weight: float = 0.0,
-        uniformity_threshold: float = 0.25,
+        uniformity_threshold: float = 0.5,
     ) -> RQVAEOutput:
         """Loss on a batch x (B, E); offsets (L, K) bias the code choice only."""
         z = self.encoder(x)  # (B, d)

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,18 @@ def final_codes(quantizer: FrozenQuantizer, features: np.ndarray, reassign: bool
     return codes, int((codes != assigned).any(1).sum())
 
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with `num_threads` torch CPU threads (None: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def build_semantic_ids(
     embeddings: np.ndarray,
     train_sequences: list[np.ndarray],
@@ -130,6 +143,13 @@ def build_semantic_ids(
     """Build unique Semantic IDs for N items from embeddings (N, E) and training histories
     (arrays of item indices in [0, N); training split only, so evaluation targets cannot leak)."""
     config = config or CodebookConfig()
+    with torch_threads(config.num_threads):
+        return _build(embeddings, train_sequences, config, progress)
+
+
+def _build(
+    embeddings: np.ndarray, train_sequences: list[np.ndarray], config: CodebookConfig, progress: bool
+) -> SemanticIDs:
     start = time.perf_counter()
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:

@@ -19,6 +19,7 @@ class RunConfig:
     Data:
         dataset / interactions / items / columns: what ``s2gr.data.load_data`` takes.
         kcore, max_history: preprocessing (5-core, 20 items of history).
+        max_users: keep only the first that many users (a small real slice for quick runs and tests).
     Codebook:
         codebook: ``CodebookConfig`` fields (defaults: CoBa 3 × 256, 16 clusters per level).
     Model:
@@ -41,6 +42,7 @@ class RunConfig:
     columns: dict[str, Any] = field(default_factory=dict)
     kcore: int = 5
     max_history: int = 20
+    max_users: int | None = None
     encoder: str = "all-MiniLM-L6-v2"
     codebook: dict[str, Any] = field(default_factory=dict)
     num_thinking: int | None = None

@@ -58,6 +58,7 @@ def load_run_data(config: RunConfig) -> RecData:
         columns=columns,
         kcore=config.kcore,
         max_history=config.max_history,
+        max_users=config.max_users,
         cache_dir=config.cache_dir,
     )
 
