@@ -27,7 +27,7 @@ from s2gr.tokenization import (
 from s2gr.tokenization.balancing import UsageBalancer, repair_dead_codes
 from s2gr.tokenization.graph import cooccurrence_counts
 from s2gr.tokenization.kmeans import kmeans
-from s2gr.tokenization.semantic_ids import aligned_features
+from s2gr.tokenization.semantic_ids import aligned_features, torch_threads
 
 SMALL = {
     "num_levels": 2,
@@ -231,6 +231,15 @@ def test_repair_dead_codes_uses_every_code() -> None:
     assert torch.bincount(codes, minlength=5).min() >= 1
 
 
+def test_torch_threads_is_scoped() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
 def test_kmeans_deterministic_and_fills_clusters() -> None:
     x = torch.randn(200, 4, generator=torch.Generator().manual_seed(0))
     a = kmeans(x, 10, 20, torch.Generator().manual_seed(3))
@@ -250,6 +259,8 @@ def test_config_validation_and_presets() -> None:
         CodebookConfig(codebook_size=8, num_clusters=16)
     with pytest.raises(ValueError, match="codebook_size"):
         CodebookConfig(codebook_size=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        CodebookConfig(num_threads=0)
     plain = CodebookConfig.plain(epochs=3)
     assert not (plain.use_graph or plain.balance or plain.reset_dead_codes or plain.uniformity_weight)
     assert plain.epochs == 3
