@@ -38,10 +38,17 @@ def build_catalog(
     encoder: str = DEFAULT_ENCODER,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    embeddings: np.ndarray | None = None,
 ) -> Catalog:
-    """Embed the items, build their Semantic IDs from the training histories only, wrap a tokenizer."""
+    """Embed the items, build their Semantic IDs from the training histories only, wrap a tokenizer.
+
+    ``embeddings``: precomputed ``(N, E)`` rows aligned with ``data.items`` (skips the encoder; e.g. rows of a
+    larger catalog's embeddings, as each item's vector depends on its own text only)."""
     codebook = codebook or CodebookConfig()
-    embeddings = embed_items(data.items, encoder, cache_dir=cache_dir, progress=progress)
+    if embeddings is None:
+        embeddings = embed_items(data.items, encoder, cache_dir=cache_dir, progress=progress)
+    elif len(embeddings) != len(data.items):
+        raise ValueError(f"embeddings have {len(embeddings)} rows for {len(data.items)} items.")
     sequences = [np.asarray(sequence, dtype=np.int64) for sequence in data.train_sequences()]
     semantic_ids = build_semantic_ids(embeddings, sequences, codebook, progress=progress)
     tokenizer = S2GRTokenizer.from_semantic_ids(

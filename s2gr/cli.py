@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import sys
-import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import torch
 import yaml
 
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
-from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, embed_items, load_data
+from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
+from .hub import push_checkpoint
+from .modeling_s2gr import S2GRForGenerativeRecommendation
 from .tokenization import CodebookConfig
+from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig
-from .training.run import train_run
+from .training.evaluation import user_sequence
+from .training.presets import DEMO
+from .training.run import load_run_data, split_metrics, train_run
+
+# Characters of item text shown per recommendation.
+TEXT_WIDTH = 70
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT_DATASET) -> None:
@@ -37,6 +48,12 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT
     )
     group.add_argument("--kcore", type=int, default=5, help="iterative k-core filter (default 5)")
     group.add_argument("--max-history", type=int, default=20, help="items of history per target (default 20)")
+    group.add_argument(
+        "--max-users",
+        type=int,
+        default=None,
+        help="keep only the first N users of the log (a quick slice; for a model, the N it was trained on)",
+    )
     group.add_argument(
         "--cache-dir", default=None, help="cache folder (default $S2GR_CACHE or ~/.cache/s2gr)"
     )
@@ -63,6 +80,7 @@ def data_from_args(args: argparse.Namespace) -> RecData:
         columns=columns,
         kcore=args.kcore,
         max_history=args.max_history,
+        max_users=args.max_users,
         cache_dir=args.cache_dir,
     )
 
@@ -90,12 +108,29 @@ def cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    started = time.perf_counter()
-    data = data_from_args(args)
-    print(format_data_stats(data))
-    embeddings = embed_items(data.items, cache_dir=args.cache_dir)
-    print(f"item embeddings: {embeddings.shape[0]:,} × {embeddings.shape[1]} (unit norm, cached)")
-    print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    """The main job on the default data set: data → embeddings → codebook → train → evaluate → save."""
+    config = run_config_from_args(args, base=DEMO)
+    data = load_run_data(config)
+    print(format_data_stats(data), flush=True)
+    result = train_run(config)
+    summary = json.loads((result.output_dir / "run.json").read_text())
+    print(format_codebook_summary(summary["codebook"]))
+    print(format_results(result.metrics))
+    print(f"\nmodel saved to {result.model_dir}  (demo wall time {result.seconds / 60:.1f} min)")
+    user_history = data.splits["test"][0]["history"][-5:]
+    print("\nLoad it and recommend, in any Python process:")
+    print("    from transformers import AutoModel, AutoTokenizer")
+    print(f'    model = AutoModel.from_pretrained("{result.model_dir}", trust_remote_code=True)')
+    print(f'    tokenizer = AutoTokenizer.from_pretrained("{result.model_dir}", trust_remote_code=True)')
+    print(f"    print(model.recommend_items(tokenizer, [{user_history!r}], top_k=10))")
+
+
+def format_codebook_summary(codebook: dict) -> str:
+    usage = ", ".join(f"{share:.1%}" for share in codebook.get("utilisation", []))
+    return (
+        f"codebook: {codebook['num_levels']} levels × {codebook['codebook_size']} codes, utilisation per level "
+        f"{usage}, colliding items before dedup {codebook.get('colliding_items', 0)}"
+    )
 
 
 def add_codebook_args(parser: argparse.ArgumentParser) -> None:
@@ -171,8 +206,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    values = {}
+def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
+    values = copy.deepcopy(base) if base else {}
     if args.config:
         values = RunConfig.from_yaml(args.config).to_dict()
     if args.interactions:
@@ -197,6 +232,145 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train_run(config, resume=args.resume)
     print(format_results(result.metrics))
     print(f"model saved to {result.model_dir} ({result.seconds / 60:.1f} min)")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="model folder: the model/ folder of a `s2gr train` run, or model + tokenizer save_pretrained'ed "
+        "together (for a Hub model: `hf download USER/NAME --local-dir DIR` first)",
+    )
+    parser.add_argument(
+        "--num-beams", type=int, default=20, help="beam width of the constrained search (default 20)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
+
+
+def load_checkpoint(
+    folder: str, device: str | None = None
+) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
+    """Model (in eval mode, on ``device``) and tokenizer of a local model folder; ``ValueError`` if it is none."""
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"{folder} is not a model folder (no config.json). Pass the model/ folder of a `s2gr train` run "
+            "(e.g. runs/s2gr/model); for a Hub model run `hf download USER/NAME --local-dir DIR` first."
+        )
+    try:
+        model = S2GRForGenerativeRecommendation.from_pretrained(path)
+        tokenizer = S2GRTokenizer.from_pretrained(path)
+    except OSError as error:  # e.g. weights or tokenizer files missing: not a complete S2GR checkpoint
+        raise ValueError(f"could not load an S2GR model and tokenizer from {folder}: {error}") from error
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def check_catalog(data: RecData, tokenizer: S2GRTokenizer) -> None:
+    """Data whose items the model never saw would fail deep inside the tokenizer: say what to pass instead."""
+    known = set(tokenizer.item_ids)
+    unknown = [item for item in data.item_ids if item not in known]
+    if unknown:
+        raise ValueError(
+            f"{len(unknown):,} of the {len(data.item_ids):,} items of {data.name} are not in the model's catalog "
+            f"({tokenizer.num_items:,} items), e.g. {unknown[:3]}. Pass the data the model was trained on: the "
+            "same --dataset or --interactions, --kcore and --max-users."
+        )
+
+
+def check_items(items: Sequence[str], tokenizer: S2GRTokenizer) -> None:
+    known = set(tokenizer.item_ids)
+    unknown = [item for item in items if item not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown item id(s) {unknown[:5]}: not in the model's catalog of {tokenizer.num_items:,} items "
+            f"(listed in item_ids.json of the model folder, e.g. {tokenizer.item_ids[:3]}). Pass item ids "
+            "exactly as in the data the model was trained on."
+        )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    model, tokenizer = load_checkpoint(args.model, args.device)
+    data = data_from_args(args)
+    check_catalog(data, tokenizer)
+    values = split_metrics(
+        model,
+        tokenizer,
+        data,
+        args.split,
+        exclude_seen=args.exclude_seen,
+        num_beams=args.num_beams,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    key = args.split if args.exclude_seen else f"{args.split}_unfiltered"  # the keys of a run's metrics.json
+    metrics = {method: {key: result} for method, result in values.items()}
+    seen = "seen items excluded" if args.exclude_seen else "seen items kept"
+    print(
+        f"{data.name}, {args.split}: {len(data.splits[args.split]):,} users, full ranking over "
+        f"{tokenizer.num_items:,} items ({seen}), {args.num_beams} beams"
+    )
+    print(format_results(metrics))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"metrics written to {out / 'metrics.json'}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    model, tokenizer = load_checkpoint(args.model, args.device)
+    data = None
+    if args.user is not None or args.dataset is not None or args.interactions is not None:
+        data = data_from_args(args)
+        check_catalog(data, tokenizer)
+    known = user_sequence(data.splits, args.user) if args.user is not None else args.history
+    check_items(known, tokenizer)
+    history = known[-tokenizer.max_history_items :]  # what the model reads; the tokenizer keeps these too
+    (ranking,) = model.recommend_items(
+        tokenizer,
+        [history],
+        top_k=args.top_k,
+        num_beams=args.num_beams,
+        exclude=[known] if args.exclude_seen else None,
+        return_scores=True,
+    )
+    who = f"user {args.user}" if args.user is not None else "the given history"
+    print(f"{who}: {len(known)} known items, the model reads the last {len(history)} (oldest first):")
+    print("  " + " ".join(history))
+    seen = "known items excluded" if args.exclude_seen else "known items allowed"
+    print(f"top {args.top_k} ({seen}; score = log-probability):")
+    texts = dict(zip(data.items["item_id"], data.items["text"], strict=True)) if data is not None else None
+    print(format_recommendations(ranking, texts))
+
+
+def format_recommendations(ranking: Sequence[tuple[str, float]], texts: dict[str, str] | None) -> str:
+    """One row per item: rank, id, score and, with a data set, the start of the item's text."""
+    if not ranking:
+        return "no item left to recommend: every catalog item is excluded (try --no-exclude-seen)"
+    width = max(len("item"), *(len(item) for item, _ in ranking))
+    lines = [f"{'rank':>4}  {'item':<{width}}  {'score':>9}" + ("  text" if texts else "")]
+    for rank, (item, score) in enumerate(ranking, start=1):
+        line = f"{rank:>4}  {item:<{width}}  {score:>9.4f}"
+        if texts:
+            text = texts.get(item, "")
+            line += "  " + (text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 1] + "…")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    url = push_checkpoint(
+        args.model, args.repo_id, token=args.token, private=args.private, commit_message=args.commit_message
+    )
+    print(f"pushed {args.model} to {args.repo_id}: {url}")
+    print(
+        f"load it with AutoModel.from_pretrained({args.repo_id!r}, trust_remote_code=True) and "
+        f"AutoTokenizer.from_pretrained({args.repo_id!r}, trust_remote_code=True)"
+    )
 
 
 def format_results(metrics: dict) -> str:
@@ -235,9 +409,75 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     demo = commands.add_parser("demo", help="the main job on the default data set (what `make demo` runs)")
-    add_data_args(demo)
+    add_run_args(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    add_evaluate_parser(commands)
+    add_recommend_parser(commands)
+    add_push_parser(commands)
     return parser
+
+
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Recall@5/10 and NDCG@5/10 of a saved model on a leave-one-out split",
+        description="Rank every catalog item for each user of the split and report Recall/NDCG@5/10 beside "
+        "the most-popular baseline. Give the data the model was trained on.",
+    )
+    add_model_args(evaluate)
+    add_data_args(evaluate)
+    evaluate.add_argument("--split", choices=["test", "validation"], default="test", help="(default test)")
+    evaluate.add_argument(
+        "--exclude-seen",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="never recommend what a user saw before the target (default: on, as in training)",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=256, help="users per beam search (default 256)")
+    evaluate.add_argument("--out", metavar="DIR", help="also write DIR/metrics.json")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+
+def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
+    recommend = commands.add_parser(
+        "recommend",
+        help="top-k items for a user of a data set or for a history of item ids",
+        description="Recommend the next items. --user USER_ID reads everything known about the user in the "
+        "data set (training items, then the validation and test targets) and feeds the last of them to the "
+        "model (as many as its tokenizer's max_history_items, 20 by default); --history ITEM ... takes the items directly (oldest first), and then a data set "
+        "is only loaded when given, to show item texts.",
+    )
+    add_model_args(recommend)
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="USER_ID", help="a user id of the data set")
+    who.add_argument("--history", nargs="+", metavar="ITEM", help="item ids, oldest first")
+    recommend.add_argument("--top-k", type=int, default=10, help="items to recommend (default 10)")
+    recommend.add_argument(
+        "--exclude-seen",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="never recommend a known item of the user or history (default: on)",
+    )
+    add_data_args(recommend)
+    recommend.set_defaults(handler=cmd_recommend)
+
+
+def add_push_parser(commands: argparse._SubParsersAction) -> None:
+    push = commands.add_parser(
+        "push",
+        help="upload a model folder to the Hugging Face Hub",
+        description="Check that the folder loads from the Hub (weights, tokenizer, code files, model card; "
+        "a card is generated from run.json when README.md is missing), create the repo if needed and upload "
+        "the folder in one commit. The folder itself is never modified. The endpoint is HF_ENDPOINT "
+        "(default https://huggingface.co).",
+    )
+    push.add_argument("--model", required=True, metavar="DIR", help="model folder (e.g. runs/s2gr/model)")
+    push.add_argument("--repo-id", required=True, metavar="USER/NAME", help="Hub repo, created if missing")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--token", help="write token (default: HF_TOKEN or the `hf auth login` token)")
+    push.add_argument("--commit-message", default="Upload S2GR checkpoint")
+    push.set_defaults(handler=cmd_push)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

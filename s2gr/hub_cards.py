@@ -178,9 +178,11 @@ model = AutoModel.from_pretrained("{{ repo_id }}", trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}", trust_remote_code=True)
 
 histories = [["item_12", "item_7", "item_99"]]  # item ids per user, oldest first
-inputs = tokenizer(histories, return_tensors="pt")
-recommendations = model.recommend(**inputs, tokenizer=tokenizer, top_k=10)  # item ids, best first
+recommendations = model.recommend_items(tokenizer, histories, top_k=10, exclude=histories)
+print(recommendations[0])  # 10 item ids, best first, none of them already in the history
 ```
+
+`return_scores=True` gives `(item id, log-probability)` pairs; item ids are those of `tokenizer.item_ids`.
 
 ## Limitations
 

@@ -58,13 +58,15 @@ Decoding
 `recommend` is a batched, vectorised beam search constrained by the catalog's prefix tables (one gather per
 step), thinking steps inside each beam (think -> code -> think -> code), KV cache for decoder self-attention and
 cross-attention keys/values computed once per user and shared by its beams (beams are folded into the query
-axis, nothing is copied per beam). `generate()` works for TIGER mode (num_thinking = 0) through
+axis, nothing is copied per beam). `recommend_items(tokenizer, histories)` wraps it for item ids in and out
+(batched, with per-user exclusions). `generate()` works for TIGER mode (num_thinking = 0) through
 `GenerationMixin` with a `transformers` `EncoderDecoderCache`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,7 +78,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_s2gr import S2GRConfig
 
@@ -418,6 +420,24 @@ def _fully_excluded_nodes(tables: list[torch.Tensor], exclude_items: torch.Tenso
         total, node_all = size, parents[j]
         node = parents[j][node]
     return dead
+
+
+def _item_index_matrix(rows: Sequence[Sequence[str]], index: dict[str, int]) -> torch.Tensor:
+    """Item ids per user -> (B, H) item indices padded with -1; ids missing from `index` are dropped."""
+    indices = [[index[item] for item in row if item in index] for row in rows]
+    matrix = torch.full((len(indices), max([1, *map(len, indices)])), -1, dtype=torch.long)
+    for position, row in enumerate(indices):
+        matrix[position, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return matrix
+
+
+def _ranked_ids(result: Any, item_ids: Sequence[str], with_scores: bool) -> list[list[Any]]:
+    """`S2GRRecommendation` -> item ids (or (id, score) pairs) per user, best first, without -1 padding."""
+    rankings = []
+    for items, scores in zip(result.item_indices.tolist(), result.scores.tolist(), strict=True):
+        pairs = [(item_ids[item], score) for item, score in zip(items, scores, strict=True) if item >= 0]
+        rankings.append(pairs if with_scores else [item for item, _ in pairs])
+    return rankings
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1011,6 +1031,91 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         if tables[0].shape[0] != 1:
             raise ValueError("prefix_tables step 0 must have exactly one node (the root).")
         return tables
+
+    # --- item-id API ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def recommend_items(
+        self,
+        tokenizer: Any,
+        histories: Sequence[Sequence[str]],
+        top_k: int = 10,
+        num_beams: int = 20,
+        exclude: Sequence[Sequence[str]] | None = None,
+        batch_size: int = 256,
+        progress: bool = False,
+        return_scores: bool = False,
+    ) -> list[list[str]] | list[list[tuple[str, float]]]:
+        """Top-k item ids (best first) for each history of item ids, by constrained beam search.
+
+        tokenizer: the checkpoint's `S2GRTokenizer` (any object with its `encode_histories`, `prefix_tables`,
+            `item_ids` and sizes); it must match the model's vocabulary, else `ValueError`.
+        histories: item ids per user, oldest first (the last `max_history_items` are used); an item outside
+            the tokenizer's catalog raises its `UnknownItemError`.
+        exclude: item ids never returned to user i (e.g. everything the user has seen); ids outside the
+            catalog are ignored, as they can never be recommended anyway.
+        return_scores: give `(item_id, score)` pairs, score = the beam's log-probability (see `recommend`).
+        Fewer than `top_k` items come back only when fewer non-excluded items exist. The model's training
+        mode is restored afterwards.
+        """
+        self._check_tokenizer(tokenizer)
+        if exclude is not None and len(exclude) != len(histories):
+            raise ValueError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
+        item_ids = tokenizer.item_ids
+        index = {item: position for position, item in enumerate(item_ids)}
+        tables = tokenizer.prefix_tables(self.device)
+        was_training = self.training
+        self.eval()
+        rankings: list[Any] = []
+        try:
+            for start in logging.tqdm(
+                range(0, len(histories), batch_size), desc="recommending", disable=not progress
+            ):
+                stop = start + batch_size
+                batch = tokenizer.encode_histories(list(histories[start:stop]), return_tensors="pt")
+                excluded = None if exclude is None else _item_index_matrix(exclude[start:stop], index)
+                result = self.recommend(
+                    batch["input_ids"].to(self.device),
+                    batch["attention_mask"].to(self.device),
+                    prefix_tables=tables,
+                    top_k=top_k,
+                    num_beams=num_beams,
+                    exclude_items=excluded,
+                )
+                rankings += _ranked_ids(result, item_ids, return_scores)
+        finally:
+            self.train(was_training)
+        return rankings
+
+    def _check_tokenizer(self, tokenizer: Any) -> None:
+        """A tokenizer of another codebook would map codes to the wrong items silently: refuse it."""
+        sizes = ("vocab_size", "num_levels", "codebook_size", "dedup_size", "num_thinking")
+        needed = (*sizes, "encode_histories", "prefix_tables", "item_ids")
+        missing = [name for name in needed if not hasattr(tokenizer, name)]
+        if missing:
+            raise TypeError(
+                f"recommend_items needs this checkpoint's S2GR tokenizer (AutoTokenizer.from_pretrained(same "
+                f"folder or repo, trust_remote_code=True)); {type(tokenizer).__name__} has no {missing}."
+            )
+        differ = [
+            f"{name} {getattr(self.config, name)} (model) vs {getattr(tokenizer, name)} (tokenizer)"
+            for name in sizes
+            if getattr(self.config, name) != getattr(tokenizer, name)
+        ]
+        # Equal sizes can still hide another codebook; the cluster maps tell (when both are set).
+        clusters = getattr(tokenizer, "code_clusters", None)
+        model_clusters = self.code_clusters.cpu()
+        if (
+            clusters is not None
+            and bool((model_clusters >= 0).all())
+            and not torch.equal(torch.as_tensor(clusters, dtype=torch.long), model_clusters)
+        ):
+            differ.append("code cluster maps (the tokenizer comes from another codebook)")
+        if differ:
+            raise ValueError(
+                "The tokenizer does not belong to this model: " + "; ".join(differ) + ". Load both from the "
+                "same checkpoint folder or Hub repo."
+            )
 
     @torch.no_grad()
     def recommend(

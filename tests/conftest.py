@@ -7,10 +7,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hub_server import HubServer
+
+if TYPE_CHECKING:  # s2gr.data imports pandas and datasets: only the tests that build a model pay for them
+    from s2gr.data import RecData
 
 # Environment prefixes of the Hub and transformers clients; a subprocess must not inherit any of them
 # (a cache path or offline switch from the outer shell would bypass the local Hub).
@@ -76,3 +81,47 @@ def run_with_hub(hub_server: HubServer, tmp_path: Path) -> Callable[..., str]:
         return result.stdout
 
     return run
+
+
+@dataclass(frozen=True)
+class TinyS2GR:
+    """A saved tiny S2GR model folder (model + tokenizer + code files + card + run.json) and its data."""
+
+    folder: Path
+    data: RecData
+    num_beams: int
+    data_args: tuple[str, ...]  # CLI flags that load `data` again (the model knows only this slice's items)
+
+
+@pytest.fixture(scope="session")
+def tiny_s2gr(tmp_path_factory: pytest.TempPathFactory) -> TinyS2GR:
+    """An untrained tiny S2GR (`tiny_runs.tiny_config`) on a slice of ml-100k, saved as `s2gr train` saves it.
+
+    Built from `train_run`'s own steps minus the training (seconds instead of a minute on a busy CPU): the
+    folder and card are what a run writes, and the weights are seeded, so every test sees the same model.
+    With this seed its validation metrics are non-zero (its test ones zero): compare numbers there.
+    """
+    from tiny_runs import single_thread, tiny_config
+    from transformers import set_seed
+
+    from s2gr.catalog import build_catalog
+    from s2gr.training.run import load_run_data, new_model, run_summary, save_model, split_metrics
+
+    config = tiny_config(tmp_path_factory.mktemp("tiny-run"))
+    with single_thread():
+        set_seed(0)
+        data = load_run_data(config)
+        catalog = build_catalog(data, config.codebook_config(), encoder=config.encoder, progress=False)
+        model = new_model(catalog.tokenizer, config).eval()
+        # The card's splits only (final_metrics would also rank without seen-item filtering: twice the time).
+        metrics: dict = {"s2gr": {}, "most_popular": {}}
+        for split in ("validation", "test"):
+            for method, values in split_metrics(
+                model, catalog.tokenizer, data, split, num_beams=config.num_beams
+            ).items():
+                metrics[method][split] = values
+    folder = Path(config.output_dir) / "model"
+    summary = run_summary(config, data, catalog.tokenizer, catalog.stats, model, metrics, 0.0)
+    save_model(model, catalog.tokenizer, folder, summary)
+    data_args = ("--dataset", str(config.dataset), "--max-users", str(config.max_users))
+    return TinyS2GR(folder, data, config.num_beams, data_args)

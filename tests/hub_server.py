@@ -196,7 +196,9 @@ def _create_repo(hub: HubServer, request: _Request) -> _Answer:
             {},
             {"error": f"You already created this {key[0]} repo", "url": hub.repo_url(hub.repos[key])},
         )
-    repo = Repo(repo_id=repo_id, repo_type=key[0], private=bool(payload.get("private")))
+    # Recent huggingface_hub clients (2.x) send "visibility": "private"|"public"; older ones "private": bool.
+    private = payload.get("visibility") == "private" or bool(payload.get("private"))
+    repo = Repo(repo_id=repo_id, repo_type=key[0], private=private)
     repo.add_commit("main", {".gitattributes": GITATTRIBUTES}, "initial commit")
     hub.repos[key] = repo
     return 200, {}, {"url": hub.repo_url(repo), "name": repo_id}

@@ -356,7 +356,8 @@ def test_embeddings_unit_norm_cached_and_semantic() -> None:
 def test_max_users_slice_is_a_consistent_smaller_dataset() -> None:
     data = load_data("ml-100k", max_users=50)
     assert data.raw_stats.users == 50 and len(data.splits["test"]) <= 50
-    assert set(data.splits["test"]["target"]) <= set(data.item_ids)
-    assert all(item in set(data.item_ids) for items in data.splits["train"]["item_ids"] for item in items)
+    catalog = set(data.item_ids)
+    assert set(data.splits["test"]["target"]) <= catalog
+    assert {item for items in data.splits["train"]["item_ids"] for item in items} <= catalog
     with pytest.raises(ValueError, match="max_users"):
         load_data("ml-100k", max_users=0)

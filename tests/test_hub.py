@@ -16,8 +16,10 @@ import yaml
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import save_file
+from tiny_runs import single_thread
 from transformers import BertConfig, BertModel, BertTokenizer
 
+from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
 from s2gr.hub import HubPushError, push_checkpoint
 from s2gr.hub_cards import TAGS, build_model_card
 
@@ -104,6 +106,34 @@ torch.save(
     },
     out,
 )
+"""
+
+# The S2GR checkpoint from the Hub in a fresh process, as a user without the s2gr package loads it: recommend,
+# push a copy with transformers' own push_to_hub, load the copy and recommend again.
+S2GR_ROUND_TRIP = """
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+
+repo, copy_repo, out, threads, histories = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+torch.set_num_threads(int(threads))  # as in the parent: same float sums, bit-identical scores
+histories = json.loads(histories)
+
+
+def recommend(repo_id):
+    model = AutoModel.from_pretrained(repo_id, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+    ranked = model.recommend_items(tokenizer, histories, top_k=10, num_beams=5, exclude=histories, return_scores=True)
+    return model, tokenizer, ranked
+
+
+model, tokenizer, ranked = recommend(repo)
+s2gr_imported = "s2gr" in sys.modules
+model.push_to_hub(copy_repo)
+tokenizer.push_to_hub(copy_repo)
+copy_ranked = recommend(copy_repo)[2]
+classes = [f"{type(obj).__module__}.{type(obj).__name__}" for obj in (model, tokenizer)]
+with open(out, "w") as f:
+    json.dump({"ranked": ranked, "copy": copy_ranked, "s2gr_imported": s2gr_imported, "classes": classes}, f)
 """
 
 
@@ -212,7 +242,7 @@ def test_card_text_states_protocol_codebook_thinking_usage_and_citation() -> Non
     for line in (
         'AutoModel.from_pretrained("user/s2gr-tiny", trust_remote_code=True)',
         'AutoTokenizer.from_pretrained("user/s2gr-tiny", trust_remote_code=True)',
-        "model.recommend(",
+        "recommendations = model.recommend_items(tokenizer, histories, top_k=10, exclude=histories)",
         "5-core",
         "Leave-one-out",
         "Full ranking",
@@ -356,3 +386,48 @@ def test_incomplete_checkpoint_is_refused_before_any_request(hub_server: HubServ
     with pytest.raises(ValueError, match=r"missing: model\.safetensors, modeling_s2gr\.py"):
         push_checkpoint(folder, "user/incomplete", token=hub_server.token, endpoint=hub_server.url)
     assert hub_server.requests == []
+
+
+def test_s2gr_checkpoint_round_trip_gives_identical_recommendations(
+    tiny_s2gr, hub_server: HubServer, run_with_hub: Callable[..., str], tmp_path: Path
+) -> None:
+    folder = tiny_s2gr.folder
+    before = _fingerprint(folder)
+    commit_url = push_checkpoint(folder, "user/s2gr-tiny", token=hub_server.token, endpoint=hub_server.url)
+    assert _fingerprint(folder) == before
+    api = HfApi(endpoint=hub_server.url)
+    info = api.model_info("user/s2gr-tiny")
+    assert {s.rfilename for s in info.siblings} == {".gitattributes", *before}
+    assert {"modeling_s2gr.py", "configuration_s2gr.py", "tokenization_s2gr.py", "README.md"} <= set(before)
+    assert info.card_data.library_name == "s2gr"
+    assert {r.dataset_split for r in info.card_data.eval_results} == {"validation", "test"}
+
+    histories = tiny_s2gr.data.splits["test"]["history"][:4]
+    model = S2GRForGenerativeRecommendation.from_pretrained(folder)
+    tokenizer = S2GRTokenizer.from_pretrained(folder)
+    with single_thread():  # the child uses one thread too: same float sums, bit-identical scores
+        local = model.recommend_items(
+            tokenizer, histories, top_k=10, num_beams=5, exclude=histories, return_scores=True
+        )
+    out = tmp_path / "out.json"
+    args = ("user/s2gr-tiny", "user/s2gr-copy", str(out), "1", json.dumps(histories))
+    run_with_hub(S2GR_ROUND_TRIP, *args)
+
+    loaded = json.loads(out.read_text())
+    assert loaded["s2gr_imported"] is False  # the Hub's code files alone did the work
+    assert all(name.startswith("transformers_modules.") for name in loaded["classes"]), loaded["classes"]
+    expected = [[[item, score] for item, score in row] for row in local]
+    assert all(len(row) == 10 for row in expected)
+    assert loaded["ranked"] == expected  # same item ids and bit-identical scores
+    assert loaded["copy"] == expected  # push_to_hub of the remote-code objects ships a loadable checkpoint
+    copy_files = set(api.list_repo_files("user/s2gr-copy"))
+    assert {
+        "modeling_s2gr.py",
+        "configuration_s2gr.py",
+        "tokenization_s2gr.py",
+        "sid_arrays.safetensors",
+    } <= copy_files
+    print(
+        f"round trip: {commit_url} -> {len(info.siblings)} files -> fresh process without s2gr: identical "
+        f"top-10 item ids and scores for {len(histories)} users; push_to_hub copy: identical too"
+    )

@@ -40,6 +40,28 @@ def seen_items(splits: DatasetDict, split: str) -> list[list[str]]:
     return [[*items, target] for items, target in zip(train, splits["validation"]["target"], strict=True)]
 
 
+def user_sequence(splits: DatasetDict, user_id: str) -> list[str]:
+    """Everything known about one user, oldest first: the training items, then the validation and the test
+    target. What a deployed model would see of the user, so ``s2gr recommend --user`` starts from it.
+
+    Raises ``ValueError`` for a user id the splits lack (e.g. removed by the k-core filter).
+    """
+    users = splits["train"]["user_id"]
+    try:
+        row = users.index(str(user_id))
+    except ValueError:
+        raise ValueError(
+            f"unknown user id {user_id!r}: the data set has {len(users):,} users after filtering (ids such as "
+            f"{', '.join(map(repr, users[:3]))}). Pass an id of the data set the model was trained on (same "
+            "--dataset/--interactions, --kcore, --max-users), or give the items with --history ITEM [ITEM ...]."
+        ) from None
+    return [
+        *splits["train"][row]["item_ids"],
+        splits["validation"][row]["target"],
+        splits["test"][row]["target"],
+    ]
+
+
 def most_popular(
     splits: DatasetDict, split: str, top_k: int = 10, exclude_seen: bool = True
 ) -> list[list[str]]:

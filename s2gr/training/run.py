@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
-from ..catalog import CODE_USAGE_PLOT, Catalog, build_catalog
+from ..catalog import CODE_USAGE_PLOT, build_catalog
 from ..configuration_s2gr import S2GRConfig
 from ..data import Columns, RecData, load_data
 from ..hub_cards import build_model_card
@@ -47,6 +48,8 @@ class RunResult:
     model_dir: Path
     metrics: dict[str, Any]
     seconds: float
+    model: S2GRForGenerativeRecommendation | None = None  # the final (best-on-validation) model
+    log_history: list[dict[str, Any]] = field(default_factory=list)  # trainer.state.log_history
 
 
 def load_run_data(config: RunConfig) -> RecData:
@@ -92,10 +95,15 @@ def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig)
     return sliding_window_samples(train, config.max_history), HistoryCollator(tokenizer)
 
 
-def training_arguments(config: RunConfig, steps_per_epoch: int) -> TrainingArguments:
+def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any) -> TrainingArguments:
+    """The run's ``TrainingArguments``; ``overrides`` replace or add any of them (e.g. ``optim="sgd"``).
+
+    ``steps_per_epoch``: optimiser steps of one epoch on one process; under DDP (N processes, each taking
+    ``batch_size`` rows per micro-batch) an epoch has N times fewer, and ``eval_every_epochs`` follows.
+    """
     eval_steps = max(1, round(steps_per_epoch * config.eval_every_epochs))
     use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return TrainingArguments(
+    arguments = dict(
         output_dir=config.output_dir,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -121,19 +129,30 @@ def training_arguments(config: RunConfig, steps_per_epoch: int) -> TrainingArgum
         data_seed=config.seed,
         bf16=use_bf16,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
     )
+    args = TrainingArguments(**{**arguments, **overrides})
+    if args.world_size > 1 and not {"eval_steps", "save_steps"} & overrides.keys():
+        eval_steps = max(1, round(math.ceil(steps_per_epoch / args.world_size) * config.eval_every_epochs))
+        args.eval_steps = args.save_steps = eval_steps
+    return args
 
 
 def build_trainer(
-    config: RunConfig, data: RecData, tokenizer: S2GRTokenizer, model: S2GRForGenerativeRecommendation
+    config: RunConfig,
+    data: RecData,
+    tokenizer: S2GRTokenizer,
+    model: S2GRForGenerativeRecommendation,
+    **training_overrides: Any,
 ) -> S2GRTrainer:
+    """``training_overrides``: ``TrainingArguments`` fields replacing those derived from ``config``."""
     train_dataset, collator = training_samples(data, tokenizer, config)
     steps_per_epoch = math.ceil(len(train_dataset) / (config.batch_size * config.gradient_accumulation_steps))
     callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 else []
     return S2GRTrainer(
         model=model,
-        args=training_arguments(config, steps_per_epoch),
+        args=training_arguments(config, steps_per_epoch, **training_overrides),
         train_dataset=train_dataset,
         data_collator=collator,
         processing_class=tokenizer,
@@ -147,34 +166,67 @@ def build_trainer(
 def final_metrics(
     model: S2GRForGenerativeRecommendation, tokenizer: S2GRTokenizer, data: RecData, config: RunConfig
 ) -> dict[str, Any]:
-    """Validation and test metrics with and without seen-item filtering, and the most-popular baseline."""
+    """Validation and test metrics with and without seen-item filtering, and the most-popular baseline.
+
+    Keys: the split name for the run's ``exclude_seen`` setting, ``{split}_filtered``/``_unfiltered`` for
+    the other one.
+    """
     metrics: dict[str, Any] = {"s2gr": {}, "most_popular": {}}
     for split in ("validation", "test"):
-        seen = seen_items(data.splits, split)
-        rows = data.splits[split]
         for exclude in (True, False):
             key = (
                 split
                 if exclude == config.exclude_seen
                 else f"{split}_{'filtered' if exclude else 'unfiltered'}"
             )
-            metrics["s2gr"][key] = evaluate_split(
+            values = split_metrics(
                 model,
                 tokenizer,
-                rows,
-                seen=seen if exclude else None,
+                data,
+                split,
+                exclude_seen=exclude,
                 num_beams=config.num_beams,
                 batch_size=config.eval_batch_size,
             )
-            popular = most_popular(data.splits, split, top_k=10, exclude_seen=exclude)
-            metrics["most_popular"][key] = ranking_metrics(popular, rows["target"])
+            for method, result in values.items():
+                metrics[method][key] = result
     return metrics
 
 
+def split_metrics(
+    model: S2GRForGenerativeRecommendation,
+    tokenizer: S2GRTokenizer,
+    data: RecData,
+    split: str,
+    *,
+    exclude_seen: bool = True,
+    num_beams: int = 20,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Recall@5/10, NDCG@5/10 of S2GR and of the most-popular baseline on one leave-one-out split,
+    ranking every item, optionally without the items each user saw before the target."""
+    rows = data.splits[split]
+    seen = seen_items(data.splits, split) if exclude_seen else None
+    popular = most_popular(data.splits, split, top_k=10, exclude_seen=exclude_seen)
+    return {
+        "s2gr": evaluate_split(
+            model, tokenizer, rows, seen=seen, num_beams=num_beams, batch_size=batch_size, progress=progress
+        ),
+        "most_popular": ranking_metrics(popular, rows["target"]),
+    }
+
+
 def run_summary(
-    config: RunConfig, data: RecData, catalog: Catalog, model, metrics: dict, seconds: float
+    config: RunConfig,
+    data: RecData,
+    tokenizer: S2GRTokenizer,
+    stats: dict[str, Any],
+    model,
+    metrics: dict,
+    seconds: float,
 ) -> dict:
-    stats = catalog.stats
+    """The run's ``run.json`` (it feeds the model card); ``stats``: the catalog's codebook statistics."""
     model_config = model.config
     return {
         "model_name": f"s2gr-{data.name}",
@@ -196,9 +248,9 @@ def run_summary(
             "max_history": data.max_history,
         },
         "codebook": {
-            "num_levels": catalog.tokenizer.num_levels,
-            "codebook_size": catalog.tokenizer.codebook_size,
-            "dedup_size": catalog.tokenizer.dedup_size,
+            "num_levels": tokenizer.num_levels,
+            "codebook_size": tokenizer.codebook_size,
+            "dedup_size": tokenizer.dedup_size,
             **{
                 k: stats[k]
                 for k in (
@@ -235,37 +287,57 @@ def run_summary(
     }
 
 
-def train_run(config: RunConfig, resume: bool = False) -> RunResult:
-    """Run everything for ``config`` and write the folder described in the module docstring."""
+def train_run(
+    config: RunConfig,
+    resume: bool = False,
+    *,
+    data: RecData | None = None,
+    embeddings: np.ndarray | None = None,
+    **training_overrides: Any,
+) -> RunResult:
+    """Run everything for ``config`` and write the folder described in the module docstring.
+
+    ``data``/``embeddings``: an already loaded data set (default: ``config``'s) and its ``(N, E)`` item
+    embeddings (default: computed, cached), e.g. a catalog with held-out items (``finetune.hold_out_items``).
+
+    Under ``accelerate launch``/``torchrun`` every process runs this function (the catalog is built
+    deterministically on each); only the main process writes files. ``resume``: continue from the newest
+    complete ``checkpoint-*`` in ``output_dir`` (a fresh run when there is none). ``training_overrides``:
+    ``TrainingArguments`` fields replacing those derived from ``config`` (see ``build_trainer``).
+    """
     started = time.perf_counter()
     set_seed(config.seed)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    config.save(output / "run_config.yaml")
-    data = load_run_data(config)
+    data = data if data is not None else load_run_data(config)
     catalog = build_catalog(
         data,
         config.codebook_config(),
         num_thinking=config.num_thinking,
         encoder=config.encoder,
         cache_dir=config.cache_dir,
-    )
-    plot_code_usage(
-        catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size, output / CODE_USAGE_PLOT
+        embeddings=embeddings,
     )
     model = new_model(catalog.tokenizer, config)
-    trainer = build_trainer(config, data, catalog.tokenizer, model)
+    trainer = build_trainer(config, data, catalog.tokenizer, model, **training_overrides)
+    if trainer.is_world_process_zero():
+        config.save(output / "run_config.yaml")
+        plot_code_usage(
+            catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size, output / CODE_USAGE_PLOT
+        )
     trainer.train(resume_from_checkpoint=_last_checkpoint(output) if resume else None)
     model = trainer.model
     metrics = final_metrics(model, catalog.tokenizer, data, config)
     seconds = time.perf_counter() - started
     model_dir = output / MODEL_DIR
-    summary = run_summary(config, data, catalog, model, metrics, seconds)
-    save_model(model, catalog.tokenizer, model_dir, summary)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output / "run.json").write_text(json.dumps(summary, indent=2))
-    plot_training_curves(trainer.state.log_history, output / "training_curves.png")
-    return RunResult(output, model_dir, metrics, seconds)
+    summary = run_summary(config, data, catalog.tokenizer, catalog.stats, model, metrics, seconds)
+    if trainer.is_world_process_zero():
+        save_model(model, catalog.tokenizer, model_dir, summary)
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (output / "run.json").write_text(json.dumps(summary, indent=2))
+        plot_training_curves(trainer.state.log_history, output / "training_curves.png")
+    trainer.accelerator.wait_for_everyone()
+    return RunResult(output, model_dir, metrics, seconds, model, trainer.state.log_history)
 
 
 def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> None:
@@ -277,6 +349,16 @@ def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> 
 
 
 def _last_checkpoint(output: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest ``checkpoint-N`` whose ``trainer_state.json`` exists: the Trainer writes that file last,
+    so a process killed while saving leaves an incomplete folder that must not be resumed from."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    return get_last_checkpoint(str(output))
+    complete = [
+        folder
+        for folder in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
+        and (folder / "trainer_state.json").is_file()
+    ]
+    if not complete:
+        return None
+    return str(max(complete, key=lambda folder: int(folder.name.rsplit("-", 1)[1])))

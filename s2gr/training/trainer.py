@@ -4,11 +4,13 @@ What the stock ``Trainer`` already does well is kept: optimisation, schedules, g
 checkpoints and resume, ``accelerate`` (DDP/FSDP/DeepSpeed), best-model selection, early stopping.
 Written here is only what it cannot know:
 
-- ``compute_loss`` passes ``num_items_in_batch`` to the model (whose forward takes ``**kwargs``), so a
-  loss over an accumulated batch has the scale of one big batch. The fast mode has no ``labels``; its
-  count is the number of target items × ``config.label_length`` (what ``Trainer`` counts for labels).
-- Every loss term the model returns (next-SID, alignment per level, InfoNCE, regulariser) is averaged
-  over the steps between two logs and logged beside ``loss``.
+- ``compute_loss`` (the stock one) passes ``num_items_in_batch`` to the model (whose forward takes
+  ``**kwargs``), so a loss over an accumulated batch, or over the processes of DDP, has the scale of one big
+  batch. The fast mode has no ``labels``; its count is the number of target items × ``config.label_length``
+  (what ``Trainer`` counts for labels), summed over the processes.
+- Every loss term the model returns (next-SID, alignment per level, InfoNCE, regulariser) is logged beside
+  ``loss`` the way ``loss`` is: its value per optimiser step (summed over the micro-batches of gradient
+  accumulation), averaged over the steps since the last log and over the processes.
 - ``evaluate`` runs constrained beam search (``model.recommend``) on the validation users and returns
   ``eval_recall@5/10`` and ``eval_ndcg@5/10``; best checkpoint and early stopping read ``eval_ndcg@10``.
 """
@@ -43,7 +45,7 @@ class S2GRTrainer(Trainer):
         self.recommend_seen = recommend_seen
         self.num_beams = num_beams
         self._term_sums: dict[str, float] = defaultdict(float)
-        self._term_steps = 0
+        self._terms_from_step = 0  # global step when the pending loss terms started
 
     # --- loss -------------------------------------------------------------------------------------
 
@@ -54,10 +56,23 @@ class S2GRTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
+        # The stock method passes num_items_in_batch to the model (its forward takes **kwargs) and, under DDP
+        # with average_tokens_across_devices, multiplies the loss by the number of processes: each rank's loss
+        # is its own sum over the *global* target count and DDP averages the gradients of the ranks.
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
         if model.training:
-            self._record_terms(outputs)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+            self._record_terms(outputs, self._loss_scale(num_items_in_batch))
+        return (loss, outputs) if return_outputs else loss
+
+    def _loss_scale(self, num_items_in_batch: torch.Tensor | int | None) -> float:
+        """The factor the Trainer applies to a micro-batch's loss before summing it into the logged loss."""
+        if num_items_in_batch is None:  # per-micro-batch means: the Trainer divides by the accumulation steps
+            return 1.0 / getattr(self, "current_gradient_accumulation_steps", 1)
+        if self.args.average_tokens_across_devices:  # as in Trainer.compute_loss (no tensor parallelism)
+            return float(self.accelerator.num_processes)
+        return 1.0
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
         if not batch_samples or "target_mask" not in batch_samples[0]:
@@ -68,21 +83,30 @@ class S2GRTrainer(Trainer):
             count = self.accelerator.gather(count.to(device)).sum()
         return count.to(device)
 
-    def _record_terms(self, outputs: Any) -> None:
+    def _record_terms(self, outputs: Any, scale: float) -> None:
+        """Add a micro-batch's loss terms, scaled like its loss: a sum over the micro-batches of an optimiser
+        step is then that step's term, as the Trainer's logged ``loss`` is the sum of its micro-losses."""
+        if not self._term_sums:
+            self._terms_from_step = self.state.global_step
         for name in LOSS_TERMS:
             value = getattr(outputs, name, None)
             if value is not None:
-                self._term_sums[name] += float(value.detach())
+                self._term_sums[name] += float(value.detach()) * scale
         per_level = getattr(outputs, "align_loss_per_level", None)
         for level, value in enumerate([] if per_level is None else per_level.detach().tolist()):
-            self._term_sums[f"align_loss_l{level + 1}"] += value
-        self._term_steps += 1
+            self._term_sums[f"align_loss_l{level + 1}"] += value * scale
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._term_steps:
-            logs.update({name: total / self._term_steps for name, total in self._term_sums.items()})
+        """At a logging step add each loss term's mean per optimiser step since the last log (averaged over
+        the processes, like ``loss``)."""
+        if "loss" in logs and self._term_sums:
+            steps = max(1, self.state.global_step - self._terms_from_step)
+            names = sorted(self._term_sums)
+            totals = torch.tensor([self._term_sums[name] for name in names], device=self.args.device)
+            if self.args.world_size > 1:
+                totals = self.accelerator.reduce(totals, reduction="mean")
+            logs.update({name: total / steps for name, total in zip(names, totals.tolist(), strict=True)})
             self._term_sums.clear()
-            self._term_steps = 0
         super().log(logs, start_time)
 
     # --- evaluation -------------------------------------------------------------------------------

@@ -1,0 +1,339 @@
+"""Speed and memory of s2gr against what users would otherwise run, as ratios measured in one run.
+
+    python benchmarks/speed.py            # ML-1M users, TIGER-size models
+    python benchmarks/speed.py --quick    # ML-100K, fewer steps (a few minutes)
+
+Reports, on real MovieLens histories:
+- the machine's fp32 GEMM rate (GFLOP/s), the FLOPs per training target and per recommended user, and
+  which fraction of the GEMM rate each path reaches;
+- training targets/s: s2gr's fast causal mode (S2GR and TIGER mode), s2gr's sliding-window mode (exact
+  bidirectional TIGER encoder), and Hugging Face ``T5ForConditionalGeneration`` of the same size on the
+  sliding-window recipe;
+- recommendation users/s with beam 20, top 10: ``model.recommend`` vs ``model.generate`` with
+  ``prefix_allowed_tokens_fn`` over a trie, on the same TIGER-mode model;
+- thinking-token overhead (S2GR vs TIGER mode) for training and inference;
+- peak memory (max RSS of a fresh process per case; on a GPU, peak allocated memory).
+Each case runs in its own process so that peaks and thread pools do not mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODEL_SIZE = {
+    "d_model": 128,
+    "num_heads": 6,
+    "d_kv": 64,
+    "d_ff": 1024,
+    "encoder_layers": 4,
+    "decoder_layers": 4,
+}
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n, device=device()), torch.randn(n, n, device=device())
+    a @ b
+    _sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync()
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _catalog(dataset: str, num_thinking: int):
+    """Real histories and real (residual k-means, fast to build) Semantic IDs of the catalog."""
+    from s2gr.catalog import build_catalog
+    from s2gr.data import load_data
+    from s2gr.tokenization import CodebookConfig
+
+    data = load_data(dataset)
+    catalog = build_catalog(data, CodebookConfig.rkmeans(), num_thinking=num_thinking, progress=False)
+    return data, catalog.tokenizer
+
+
+def _model(tokenizer, encoder_mode: str):
+    from s2gr.training.config import RunConfig
+    from s2gr.training.run import new_model
+
+    model = new_model(tokenizer, RunConfig(encoder_mode=encoder_mode, model=dict(MODEL_SIZE)))
+    return model.to(device())
+
+
+def _flops(run) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return float(counter.get_total_flops())
+
+
+def _train_rate(model, batches, targets_per_batch: int, steps: int) -> tuple[float, float]:
+    """(targets/s, FLOPs per target) of full optimiser steps over ``batches``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step(batch):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])  # warm-up
+    flops = _flops(lambda: step(batches[0])) / targets_per_batch
+    _sync()
+    start = time.perf_counter()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+    _sync()
+    return steps * targets_per_batch / (time.perf_counter() - start), flops
+
+
+def _to_device(batch: dict) -> dict:
+    return {key: value.to(device()) for key, value in batch.items()}
+
+
+def case_train(dataset: str, mode: str, thinking: bool, steps: int) -> dict:
+    """Training throughput of one s2gr path: mode 'causal' (segments) or 'bidirectional' (sliding windows)."""
+    from s2gr.training.collator import HistoryCollator, SegmentCollator
+    from s2gr.training.samples import segment_sequences, sliding_window_samples
+
+    data, tokenizer = _catalog(dataset, 3 if thinking else 0)
+    model = _model(tokenizer, mode)
+    train = data.splits["train"]
+    if mode == "causal":
+        rows, collate, batch_size = segment_sequences(train, 80, 20), SegmentCollator(tokenizer), 16
+    else:
+        rows, collate, batch_size = sliding_window_samples(train, 20), HistoryCollator(tokenizer), 256
+    rows = rows.shuffle(seed=0).select(range(min(len(rows), batch_size * 4)))
+    batches = [
+        _to_device(collate([rows[j] for j in range(i, i + batch_size)]))
+        for i in range(0, len(rows) - batch_size + 1, batch_size)
+    ]
+    count = int(batches[0]["target_mask"].sum()) if mode == "causal" else batch_size
+    rate, flops = _train_rate(model, batches, count, steps)
+    return {"targets_per_s": rate, "flops_per_target": flops}
+
+
+def case_train_hf_t5(dataset: str, steps: int) -> dict:
+    """Hugging Face T5ForConditionalGeneration, same size, sliding-window recipe, batch 256."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from s2gr.training.collator import HistoryCollator
+    from s2gr.training.samples import sliding_window_samples
+
+    data, tokenizer = _catalog(dataset, 0)
+    config = T5Config(
+        vocab_size=tokenizer.vocab_size,
+        d_model=MODEL_SIZE["d_model"],
+        d_kv=MODEL_SIZE["d_kv"],
+        d_ff=MODEL_SIZE["d_ff"],
+        num_layers=MODEL_SIZE["encoder_layers"],
+        num_decoder_layers=MODEL_SIZE["decoder_layers"],
+        num_heads=MODEL_SIZE["num_heads"],
+        dropout_rate=0.1,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=0,
+    )
+    model = T5ForConditionalGeneration(config).to(device())
+    rows = sliding_window_samples(data.splits["train"], 20).shuffle(seed=0).select(range(1024))
+    collate = HistoryCollator(tokenizer)
+    batches = [_to_device(collate([rows[j] for j in range(i, i + 256)])) for i in range(0, 1024, 256)]
+    rate, flops = _train_rate(model, batches, 256, steps)
+    return {"targets_per_s": rate, "flops_per_target": flops}
+
+
+def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool) -> dict:
+    """Users/s of beam 20, top 10 over real test histories: ``recommend`` or ``generate`` + trie."""
+    data, tokenizer = _catalog(dataset, 3 if thinking else 0)
+    model = (
+        _model(tokenizer, "bidirectional").eval().requires_grad_(False)
+    )  # FLOP counting needs no grad hooks
+    histories = data.splits["test"]["history"][:users]
+    batch = _to_device(dict(tokenizer.encode_histories(histories, return_tensors="pt")))
+    if use_generate:
+        allowed = _trie_fn(tokenizer)
+
+        def run():
+            return model.generate(
+                **batch,
+                num_beams=20,
+                num_return_sequences=10,
+                max_new_tokens=tokenizer.num_levels + 1,
+                prefix_allowed_tokens_fn=allowed,
+                do_sample=False,
+            )
+    else:
+        tables = tokenizer.prefix_tables(device())
+
+        def run():
+            return model.recommend(
+                batch["input_ids"], batch["attention_mask"], tables, top_k=10, num_beams=20
+            )
+
+    with torch.no_grad():
+        run()  # warm-up
+        flops = _flops(run) / users
+        _sync()
+        start = time.perf_counter()
+        run()
+        _sync()
+    return {"users_per_s": users / (time.perf_counter() - start), "flops_per_user": flops}
+
+
+def _trie_fn(tokenizer):
+    """What users write for generate(): a Python dict trie of token-id prefixes, queried per beam."""
+    offsets = [tokenizer.code_token_id(level, 0) for level in range(tokenizer.num_levels + 1)]
+    tokens = tokenizer.codes + np.asarray(offsets)
+    trie: dict[tuple[int, ...], list[int]] = {}
+    for row in tokens.tolist():
+        for depth in range(len(row)):
+            trie.setdefault(tuple(row[:depth]), []).append(row[depth])
+    trie = {prefix: sorted(set(children)) for prefix, children in trie.items()}
+
+    def allowed(batch_id: int, prefix: torch.Tensor) -> list[int]:
+        return trie.get(tuple(prefix.tolist()[1:]), [0])  # drop the decoder start token
+
+    return allowed
+
+
+def _worker(queue, name: str, kwargs: dict) -> None:
+    torch.manual_seed(0)
+    result = CASES[name](**kwargs)
+    result["peak_mb"] = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if torch.cuda.is_available()
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    queue.put(result)
+
+
+CASES = {"train": case_train, "train_hf_t5": case_train_hf_t5, "recommend": case_recommend}
+
+
+def run_case(name: str, **kwargs) -> dict:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_worker, args=(queue, name, kwargs))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="ML-100K and fewer steps (a few minutes)")
+    parser.add_argument(
+        "--dataset", default=None, help="override the data set (default ml-1m, ml-100k with --quick)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps per case")
+    parser.add_argument("--users", type=int, default=None, help="test users per recommendation case")
+    parser.add_argument("--out", default="benchmarks/results/speed.json", help="where to write the results")
+    args = parser.parse_args(argv)
+    dataset = args.dataset or ("ml-100k" if args.quick else "ml-1m")
+    steps = args.steps or (2 if args.quick else 5)
+    users = args.users or (64 if args.quick else 256)
+    gemm = gemm_gflops()
+    results = {
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu × {torch.get_num_threads()} threads",
+        "dataset": dataset,
+        "gemm_gflops": gemm,
+        "cases": {},
+    }
+    plan = {
+        "train fast (causal) S2GR": (
+            "train",
+            dict(dataset=dataset, mode="causal", thinking=True, steps=steps),
+        ),
+        "train fast (causal) TIGER mode": (
+            "train",
+            dict(dataset=dataset, mode="causal", thinking=False, steps=steps),
+        ),
+        "train sliding-window S2GR": (
+            "train",
+            dict(dataset=dataset, mode="bidirectional", thinking=True, steps=steps),
+        ),
+        "train sliding-window HF T5": ("train_hf_t5", dict(dataset=dataset, steps=steps)),
+        "recommend S2GR": (
+            "recommend",
+            dict(dataset=dataset, thinking=True, users=users, use_generate=False),
+        ),
+        "recommend TIGER mode": (
+            "recommend",
+            dict(dataset=dataset, thinking=False, users=users, use_generate=False),
+        ),
+        "generate + trie TIGER mode": (
+            "recommend",
+            dict(dataset=dataset, thinking=False, users=users, use_generate=True),
+        ),
+    }
+    for label, (name, kwargs) in plan.items():
+        results["cases"][label] = run_case(name, **kwargs)
+        print(f"{label}: {results['cases'][label]}", file=sys.stderr, flush=True)
+    print(format_table(results))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _rate(case: dict) -> float:
+    return case.get("targets_per_s", case.get("users_per_s"))
+
+
+def format_table(results: dict) -> str:
+    cases, gemm = results["cases"], results["gemm_gflops"]
+    lines = [f"device: {results['device']}, data: {results['dataset']}, fp32 GEMM {gemm:.1f} GFLOP/s", ""]
+    lines.append(f"{'case':34}{'rate':>14}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
+    for label, case in cases.items():
+        rate = _rate(case)
+        unit = "targets/s" if "targets_per_s" in case else "users/s"
+        flops = case.get("flops_per_target", case.get("flops_per_user"))
+        fraction = rate * flops / (gemm * 1e9)
+        lines.append(
+            f"{label:34}{rate:>9.1f} {unit:<5}{flops / 1e6:>11.1f}{fraction:>8.1%}{case['peak_mb']:>9.0f}"[
+                :200
+            ]
+        )
+
+    def ratio(a: str, b: str) -> float:
+        return _rate(cases[a]) / _rate(cases[b])
+
+    lines += [
+        "",
+        f"fast S2GR vs HF T5 sliding window: {ratio('train fast (causal) S2GR', 'train sliding-window HF T5'):.1f}x",
+        f"fast S2GR vs s2gr sliding window:  {ratio('train fast (causal) S2GR', 'train sliding-window S2GR'):.1f}x",
+        f"recommend vs generate (TIGER mode): {ratio('recommend TIGER mode', 'generate + trie TIGER mode'):.1f}x",
+        f"thinking overhead, training:  {1 / ratio('train fast (causal) S2GR', 'train fast (causal) TIGER mode') - 1:+.0%}",
+        f"thinking overhead, inference: {1 / ratio('recommend S2GR', 'recommend TIGER mode') - 1:+.0%}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

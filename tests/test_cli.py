@@ -1,0 +1,372 @@
+"""`s2gr evaluate`, `recommend` and `push` on a tiny saved model, run in-process through `main` (the console
+script's function), and the model's `recommend_items` they rely on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hub_server import HubServer
+from huggingface_hub import HfApi
+from tiny_runs import single_thread
+
+from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
+from s2gr.cli import main
+from s2gr.training.evaluation import seen_items, user_sequence
+from s2gr.training.recommend import evaluate_split
+
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")  # column order of the printed table
+# A ranked row of `s2gr recommend`: rank, item id, score (4 decimals), optional text.
+ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(-?\d+\.\d{4})(?:\s+(.*))?$")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny matmuls: a second thread only adds contention on a shared 2-core machine (30x slower when busy).
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_s2gr) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
+    folder = tiny_s2gr.folder
+    return S2GRForGenerativeRecommendation.from_pretrained(folder).eval(), S2GRTokenizer.from_pretrained(
+        folder
+    )
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code: int, err: str, *phrases: str) -> None:
+    assert code == 2
+    assert "Traceback" not in err
+    for phrase in phrases:
+        assert phrase in err, (phrase, err)
+
+
+def table_row(out: str, label: str) -> dict[str, float]:
+    """The metric values of the `format_results` row starting with `label`."""
+    (line,) = [line for line in out.splitlines() if line.startswith(label + " ")]
+    return dict(zip(METRICS, map(float, line.split()[2:]), strict=True))
+
+
+def ranked_rows(out: str) -> list[tuple[str, float, str | None]]:
+    rows = [ROW.match(line) for line in out.splitlines()]
+    rows = [row for row in rows if row]
+    assert [int(row.group(1)) for row in rows] == list(range(1, len(rows) + 1))
+    return [(row.group(2), float(row.group(3)), row.group(4)) for row in rows]
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """sha256 of every file below `folder`, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("evaluate", ["--model", "--split", "--num-beams", "--no-exclude-seen", "--out", "--dataset"]),
+        ("recommend", ["--model", "--user", "--history", "--top-k", "--no-exclude-seen", "--dataset"]),
+        ("push", ["--model", "--repo-id", "--private", "--token"]),
+    ],
+)
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str], command: str, flags: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in flags:
+        assert flag in out, flag
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_prints_and_writes_what_evaluate_split_computes(
+    tiny_s2gr, loaded, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model, tokenizer = loaded
+    rows = tiny_s2gr.data.splits["validation"]
+    seen = seen_items(tiny_s2gr.data.splits, "validation")
+    expected = evaluate_split(model, tokenizer, rows, seen=seen, num_beams=tiny_s2gr.num_beams)
+    assert any(expected.values()), "an all-zero reference would not test the numbers"
+
+    code, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_s2gr.folder,
+        *tiny_s2gr.data_args,
+        "--split",
+        "validation",
+        "--num-beams",
+        tiny_s2gr.num_beams,
+        "--out",
+        tmp_path / "eval",
+    )
+    assert code == 0
+    assert table_row(out, "S2GR") == pytest.approx({k: round(v, 4) for k, v in expected.items()}, abs=1e-9)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["s2gr"] == {"validation": expected}
+    assert set(written["most_popular"]["validation"]) == set(METRICS)
+    assert "40 users" in out and "seen items excluded" in out
+
+
+def test_evaluate_without_seen_item_filtering(tiny_s2gr, loaded, capsys: pytest.CaptureFixture[str]) -> None:
+    model, tokenizer = loaded
+    rows = tiny_s2gr.data.splits["validation"]
+    expected = evaluate_split(model, tokenizer, rows, seen=None, num_beams=3)
+    code, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_s2gr.folder,
+        *tiny_s2gr.data_args,
+        "--split",
+        "validation",
+        "--num-beams",
+        3,
+        "--no-exclude-seen",
+    )
+    assert code == 0
+    assert table_row(out, "S2GR") == pytest.approx({k: round(v, 4) for k, v in expected.items()}, abs=1e-9)
+    assert "validation_unfiltered" in out and "seen items kept" in out
+
+
+def test_evaluate_errors_say_what_to_pass(
+    tiny_s2gr, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run_cli(capsys, "evaluate", "--model", tmp_path / "nowhere", *tiny_s2gr.data_args)
+    assert_clean_error(code, err, "not a model folder", "s2gr train")
+    # 60 users bring items the 40-user model has never seen.
+    code, _, err = run_cli(
+        capsys, "evaluate", "--model", tiny_s2gr.folder, "--dataset", "ml-100k", "--max-users", 60
+    )
+    assert_clean_error(code, err, "not in the model's catalog", "--max-users")
+
+
+# ------------------------------------------------------------------------------------------------ recommend
+
+
+def test_recommend_for_a_history_excludes_it_and_matches_the_api(
+    tiny_s2gr, loaded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, tokenizer = loaded
+    history = tiny_s2gr.data.splits["test"][0]["history"]
+    code, out, _ = run_cli(
+        capsys,
+        "recommend",
+        "--model",
+        tiny_s2gr.folder,
+        "--history",
+        *history,
+        "--top-k",
+        7,
+        "--num-beams",
+        5,
+    )
+    assert code == 0
+    rows = ranked_rows(out)
+    ids, scores = [item for item, _, _ in rows], [score for _, score, _ in rows]
+    assert len(ids) == 7 and len(set(ids)) == 7
+    assert set(ids) <= set(tokenizer.item_ids) and not set(ids) & set(history)
+    assert scores == sorted(scores, reverse=True)
+    assert all(text is None for _, _, text in rows)  # no data set given: no texts
+    (expected,) = model.recommend_items(
+        tokenizer, [history], top_k=7, num_beams=5, exclude=[history], return_scores=True
+    )
+    assert [(item, round(score, 4)) for item, score in expected] == list(zip(ids, scores, strict=True))
+
+
+def test_recommend_without_exclusion_matches_the_api(
+    tiny_s2gr, loaded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, tokenizer = loaded
+    history = tiny_s2gr.data.splits["validation"][3]["history"]
+    code, out, _ = run_cli(
+        capsys,
+        "recommend",
+        "--model",
+        tiny_s2gr.folder,
+        "--history",
+        *history,
+        "--num-beams",
+        5,
+        "--no-exclude-seen",
+    )
+    assert code == 0
+    (expected,) = model.recommend_items(tokenizer, [history], top_k=10, num_beams=5)
+    assert [item for item, _, _ in ranked_rows(out)] == expected
+
+
+def test_recommend_for_a_user_reads_everything_known_and_shows_texts(
+    tiny_s2gr, loaded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, tokenizer = loaded
+    splits = tiny_s2gr.data.splits
+    user = splits["train"][1]["user_id"]
+    known = [*splits["train"][1]["item_ids"], splits["validation"][1]["target"], splits["test"][1]["target"]]
+    assert user_sequence(splits, user) == known
+    history = known[-tokenizer.max_history_items :]
+    code, out, _ = run_cli(
+        capsys,
+        "recommend",
+        "--model",
+        tiny_s2gr.folder,
+        "--user",
+        user,
+        *tiny_s2gr.data_args,
+        "--num-beams",
+        5,
+    )
+    assert code == 0
+    assert (
+        " ".join(history) in out
+        and f"user {user}: {len(known)} known items, the model reads the last {len(history)}" in out
+    )
+    rows = ranked_rows(out)
+    (expected,) = model.recommend_items(tokenizer, [history], top_k=10, num_beams=5, exclude=[known])
+    assert [item for item, _, _ in rows] == expected
+    assert not set(expected) & set(known)
+    texts = dict(zip(tiny_s2gr.data.items["item_id"], tiny_s2gr.data.items["text"], strict=True))
+    for item, _, text in rows:
+        assert text and texts[item].startswith(text.rstrip("…"))
+
+
+def test_recommend_errors_say_what_to_do(tiny_s2gr, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tiny_s2gr.folder
+    code, _, err = run_cli(
+        capsys, "recommend", "--model", folder, "--user", "no-such-user", *tiny_s2gr.data_args
+    )
+    assert_clean_error(code, err, "unknown user id 'no-such-user'", "--history")
+    code, _, err = run_cli(capsys, "recommend", "--model", folder, "--history", "1", "no-such-item")
+    assert_clean_error(code, err, "unknown item id(s) ['no-such-item']", "item_ids.json")
+    for argv in (["--user", "1", "--history", "1"], []):  # exactly one of --user / --history
+        with pytest.raises(SystemExit) as exit_info:
+            main(["recommend", "--model", str(folder), *argv])
+        assert exit_info.value.code == 2
+        assert "--user" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ push
+
+
+def test_push_uploads_the_folder(
+    tiny_s2gr, hub_server: HubServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = fingerprint(tiny_s2gr.folder)
+    code, out, _ = run_cli(
+        capsys,
+        "push",
+        "--model",
+        tiny_s2gr.folder,
+        "--repo-id",
+        "user/cli-tiny",
+        "--private",
+        "--token",
+        hub_server.token,
+    )
+    assert code == 0
+    info = HfApi(endpoint=hub_server.url, token=hub_server.token).model_info("user/cli-tiny")
+    assert f"/user/cli-tiny/commit/{info.sha}" in out
+    files = {sibling.rfilename for sibling in info.siblings}
+    assert {"modeling_s2gr.py", "tokenization_s2gr.py", "configuration_s2gr.py", "README.md"} <= files
+    assert hub_server.repos[("model", "user/cli-tiny")].private
+    assert fingerprint(tiny_s2gr.folder) == before
+
+
+def test_push_errors_exit_2_and_leave_the_folder(
+    tiny_s2gr, hub_server: HubServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder, before = tiny_s2gr.folder, fingerprint(tiny_s2gr.folder)
+    hub_server.fail_all = True
+    code, _, err = run_cli(
+        capsys, "push", "--model", folder, "--repo-id", "user/down", "--token", hub_server.token
+    )
+    assert_clean_error(code, err, "HTTP 500", "retry", "not modified")
+    hub_server.fail_all = False
+    code, _, err = run_cli(capsys, "push", "--model", folder, "--repo-id", "user/secret", "--token", "wrong")
+    assert_clean_error(code, err, "refused the token")
+    assert fingerprint(folder) == before
+    sent = len(hub_server.requests)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "push", "--model", tmp_path / "empty", "--repo-id", "user/empty")
+    assert_clean_error(code, err, "not a complete checkpoint", "config.json")
+    assert len(hub_server.requests) == sent  # refused before any request
+
+
+# ------------------------------------------------------------------------------------------------ model API
+
+
+def _other_tokenizer(tokenizer: S2GRTokenizer, change: str) -> S2GRTokenizer:
+    """A tokenizer of the same catalog that differs from `tokenizer` in one respect."""
+    kwargs = {
+        "item_ids": tokenizer.item_ids,
+        "codes": tokenizer.codes,
+        "codebook_size": tokenizer.codebook_size,
+        "dedup_size": tokenizer.dedup_size,
+        "num_thinking": tokenizer.num_thinking,
+        "code_clusters": tokenizer.code_clusters,
+    }
+    if change == "num_levels":  # one more level in front: L + 1 levels, same items
+        kwargs["codes"] = np.concatenate([np.zeros((tokenizer.num_items, 1), np.int64), tokenizer.codes], 1)
+        kwargs.update(num_thinking=None, code_clusters=None)
+    elif change == "codebook_size":
+        kwargs.update(codebook_size=2 * tokenizer.codebook_size, code_clusters=None)
+    elif change == "dedup_size":
+        kwargs["dedup_size"] = tokenizer.dedup_size + 1
+    elif change == "num_thinking":
+        kwargs["num_thinking"] = 0
+    else:  # the same sizes, another codebook's cluster map
+        kwargs["code_clusters"] = (tokenizer.code_clusters + 1) % (tokenizer.code_clusters.max() + 1)
+    return S2GRTokenizer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "change", ["num_levels", "codebook_size", "dedup_size", "num_thinking", "code_clusters"]
+)
+def test_recommend_items_refuses_a_tokenizer_of_another_model(loaded, change: str) -> None:
+    model, tokenizer = loaded
+    other = _other_tokenizer(tokenizer, change)
+    name = "cluster maps" if change == "code_clusters" else change
+    with pytest.raises(ValueError, match=rf"does not belong to this model: .*{name}.*same checkpoint"):
+        model.recommend_items(other, [tokenizer.item_ids[:3]])
+    with pytest.raises(TypeError, match="S2GR tokenizer"):
+        model.recommend_items(object(), [tokenizer.item_ids[:3]])
+
+
+def test_recommend_items_batches_and_restores_training_mode(loaded) -> None:
+    model, tokenizer = loaded
+    histories = [tokenizer.item_ids[i : i + 4] for i in range(0, 20, 4)]
+    exclude = [[*history, "not-in-the-catalog"] for history in histories]  # unknown exclusions are ignored
+    whole = model.recommend_items(
+        tokenizer, histories, top_k=5, num_beams=5, exclude=exclude, return_scores=True
+    )
+    model.train()
+    try:
+        batched = model.recommend_items(
+            tokenizer, histories, top_k=5, num_beams=5, exclude=exclude, return_scores=True, batch_size=2
+        )
+        assert model.training
+    finally:
+        model.eval()
+    assert [[item for item, _ in row] for row in batched] == [[item for item, _ in row] for row in whole]
+    for row_a, row_b in zip(batched, whole, strict=True):
+        np.testing.assert_allclose([s for _, s in row_a], [s for _, s in row_b], rtol=1e-5)
+    assert all(
+        len(row) == 5 and not {item for item, _ in row} & set(h)
+        for row, h in zip(whole, histories, strict=True)
+    )
