@@ -415,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_recommend_parser(commands)
     add_push_parser(commands)
+    from .finetune_cli import add_finetune_command  # it imports this module's run-config helpers
+
+    add_finetune_command(commands)
     return parser
 
 
