@@ -36,7 +36,7 @@ from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
 from s2gr.training.evaluation import seen_items
-from s2gr.training.recommend import evaluate_split, recommend_items
+from s2gr.training.recommend import evaluate_split
 from s2gr.training.run import build_trainer, load_run_data, new_model, train_run
 
 NO_EVAL = {
@@ -345,8 +345,8 @@ def test_saved_model_reloads_and_recommends_the_same(finished_run) -> None:
     rows = data.splits["validation"]
     seen = seen_items(data.splits, "validation")
     kwargs = {"top_k": 10, "num_beams": config.num_beams, "exclude": seen}
-    reloaded = recommend_items(model, tokenizer, rows["history"], **kwargs)
-    original = recommend_items(result.model, tokenizer, rows["history"], **kwargs)
+    reloaded = model.recommend_items(tokenizer, rows["history"], **kwargs)
+    original = result.model.recommend_items(tokenizer, rows["history"], **kwargs)
     metrics = evaluate_split(model, tokenizer, rows, seen=seen, num_beams=config.num_beams)
     assert reloaded == original
     assert all(len(ranking) == 10 for ranking in reloaded)
