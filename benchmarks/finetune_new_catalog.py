@@ -43,7 +43,13 @@ from s2gr.data import RecData, embed_items, load_data
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
 from s2gr.training.evaluation import ranking_metrics, seen_items
-from s2gr.training.finetune import DEFAULT_LORA_RANK, finetune_run, hold_out_items, load_base
+from s2gr.training.finetune import (
+    ATTENTION_PROJECTIONS,
+    DEFAULT_LORA_RANK,
+    finetune_run,
+    hold_out_items,
+    load_base,
+)
 from s2gr.training.run import MODEL_DIR, train_run
 
 # Per mode: data set, model size (S2GRConfig fields; {} = TIGER's size), run settings of both runs, epochs and
@@ -95,6 +101,11 @@ def parse_args() -> argparse.Namespace:
         "--method", choices=sorted(METHODS), default="both", help="LoRA, full fine-tuning, or both (default)"
     )
     parser.add_argument("--lora-rank", type=int, help=f"LoRA rank (default {DEFAULT_LORA_RANK})")
+    parser.add_argument(
+        "--lora-targets",
+        default=",".join(ATTENTION_PROJECTIONS),
+        help="comma-separated linear layers for LoRA (default the attention projections; add wi,wo for FFNs)",
+    )
     parser.add_argument("--base-epochs", type=float, help="override the mode's base-run epochs")
     parser.add_argument("--finetune-epochs", type=float, help="override the mode's fine-tuning epochs")
     parser.add_argument("--finetune-lr", type=float, help="override the mode's fine-tuning learning rate")
@@ -242,7 +253,13 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             tuned[method] = finetune_run(
-                base_dir, config, lora=method == "lora", lora_rank=lora_rank, data=data, embeddings=embeddings
+                base_dir,
+                config,
+                lora=method == "lora",
+                lora_rank=lora_rank,
+                lora_targets=args.lora_targets.split(","),
+                data=data,
+                embeddings=embeddings,
             )
     base_model, base_tokenizer = load_base(base_dir)
     tokenizer = S2GRTokenizer.from_pretrained(next(iter(tuned.values())).model_dir)  # the extended catalog
