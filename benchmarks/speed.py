@@ -29,13 +29,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MODEL_SIZE = {
-    "d_model": 128,
-    "num_heads": 6,
-    "d_kv": 64,
-    "d_ff": 1024,
-    "encoder_layers": 4,
-    "decoder_layers": 4,
+# What each case trains: the model size, and rows per training batch in each recipe (segments of 80 targets
+# in the fast mode, one-target windows in the sliding-window mode).
+TIGER_SETUP = {
+    "model": {
+        "d_model": 128,
+        "num_heads": 6,
+        "d_kv": 64,
+        "d_ff": 1024,
+        "encoder_layers": 4,
+        "decoder_layers": 4,
+    },
+    "segments": 16,
+    "windows": 256,
+}
+# --tiny: a check of the script itself (tests), not a measurement.
+TINY_SETUP = {
+    "model": {
+        "d_model": 32,
+        "num_heads": 2,
+        "d_kv": 16,
+        "d_ff": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+    },
+    "segments": 4,
+    "windows": 32,
 }
 
 
@@ -65,16 +84,17 @@ def _catalog(dataset: str, num_thinking: int):
     from s2gr.data import load_data
     from s2gr.tokenization import CodebookConfig
 
-    data = load_data(dataset)
+    name, _, users = dataset.partition(":")  # "ml-100k:40": the first 40 users (a tiny slice for tests)
+    data = load_data(name, max_users=int(users) if users else None)
     catalog = build_catalog(data, CodebookConfig.rkmeans(), num_thinking=num_thinking, progress=False)
     return data, catalog.tokenizer
 
 
-def _model(tokenizer, encoder_mode: str):
+def _model(tokenizer, encoder_mode: str, size: dict):
     from s2gr.training.config import RunConfig
     from s2gr.training.run import new_model
 
-    model = new_model(tokenizer, RunConfig(encoder_mode=encoder_mode, model=dict(MODEL_SIZE)))
+    model = new_model(tokenizer, RunConfig(encoder_mode=encoder_mode, model=dict(size)))
     return model.to(device())
 
 
@@ -112,18 +132,26 @@ def _to_device(batch: dict) -> dict:
     return {key: value.to(device()) for key, value in batch.items()}
 
 
-def case_train(dataset: str, mode: str, thinking: bool, steps: int) -> dict:
+def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict) -> dict:
     """Training throughput of one s2gr path: mode 'causal' (segments) or 'bidirectional' (sliding windows)."""
     from s2gr.training.collator import HistoryCollator, SegmentCollator
     from s2gr.training.samples import segment_sequences, sliding_window_samples
 
     data, tokenizer = _catalog(dataset, 3 if thinking else 0)
-    model = _model(tokenizer, mode)
+    model = _model(tokenizer, mode, setup["model"])
     train = data.splits["train"]
     if mode == "causal":
-        rows, collate, batch_size = segment_sequences(train, 80, 20), SegmentCollator(tokenizer), 16
+        rows, collate, batch_size = (
+            segment_sequences(train, 80, 20),
+            SegmentCollator(tokenizer),
+            setup["segments"],
+        )
     else:
-        rows, collate, batch_size = sliding_window_samples(train, 20), HistoryCollator(tokenizer), 256
+        rows, collate, batch_size = (
+            sliding_window_samples(train, 20),
+            HistoryCollator(tokenizer),
+            setup["windows"],
+        )
     rows = rows.shuffle(seed=0).select(range(min(len(rows), batch_size * 4)))
     batches = [
         _to_device(collate([rows[j] for j in range(i, i + batch_size)]))
@@ -134,22 +162,23 @@ def case_train(dataset: str, mode: str, thinking: bool, steps: int) -> dict:
     return {"targets_per_s": rate, "flops_per_target": flops}
 
 
-def case_train_hf_t5(dataset: str, steps: int) -> dict:
-    """Hugging Face T5ForConditionalGeneration, same size, sliding-window recipe, batch 256."""
+def case_train_hf_t5(dataset: str, steps: int, setup: dict) -> dict:
+    """Hugging Face T5ForConditionalGeneration, same size, on the sliding-window recipe."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     from s2gr.training.collator import HistoryCollator
     from s2gr.training.samples import sliding_window_samples
 
     data, tokenizer = _catalog(dataset, 0)
+    size, batch = setup["model"], setup["windows"]
     config = T5Config(
         vocab_size=tokenizer.vocab_size,
-        d_model=MODEL_SIZE["d_model"],
-        d_kv=MODEL_SIZE["d_kv"],
-        d_ff=MODEL_SIZE["d_ff"],
-        num_layers=MODEL_SIZE["encoder_layers"],
-        num_decoder_layers=MODEL_SIZE["decoder_layers"],
-        num_heads=MODEL_SIZE["num_heads"],
+        d_model=size["d_model"],
+        d_kv=size["d_kv"],
+        d_ff=size["d_ff"],
+        num_layers=size["encoder_layers"],
+        num_decoder_layers=size["decoder_layers"],
+        num_heads=size["num_heads"],
         dropout_rate=0.1,
         feed_forward_proj="relu",
         pad_token_id=0,
@@ -157,20 +186,23 @@ def case_train_hf_t5(dataset: str, steps: int) -> dict:
         decoder_start_token_id=0,
     )
     model = T5ForConditionalGeneration(config).to(device())
-    rows = sliding_window_samples(data.splits["train"], 20).shuffle(seed=0).select(range(1024))
+    rows = sliding_window_samples(data.splits["train"], 20).shuffle(seed=0).select(range(4 * batch))
     collate = HistoryCollator(tokenizer)
-    batches = [_to_device(collate([rows[j] for j in range(i, i + 256)])) for i in range(0, 1024, 256)]
-    rate, flops = _train_rate(model, batches, 256, steps)
+    batches = [
+        _to_device(collate([rows[j] for j in range(i, i + batch)])) for i in range(0, 4 * batch, batch)
+    ]
+    rate, flops = _train_rate(model, batches, batch, steps)
     return {"targets_per_s": rate, "flops_per_target": flops}
 
 
-def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool) -> dict:
+def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool, setup: dict) -> dict:
     """Users/s of beam 20, top 10 over real test histories: ``recommend`` or ``generate`` + trie."""
     data, tokenizer = _catalog(dataset, 3 if thinking else 0)
     model = (
-        _model(tokenizer, "bidirectional").eval().requires_grad_(False)
+        _model(tokenizer, "bidirectional", setup["model"]).eval().requires_grad_(False)
     )  # FLOP counting needs no grad hooks
     histories = data.splits["test"]["history"][:users]
+    users = len(histories)
     batch = _to_device(dict(tokenizer.encode_histories(histories, return_tensors="pt")))
     if use_generate:
         allowed = _trie_fn(tokenizer)
@@ -218,7 +250,38 @@ def _trie_fn(tokenizer):
     return allowed
 
 
-def _worker(queue, name: str, kwargs: dict) -> None:
+def case_catalog_scaling(sizes: list[int]) -> dict:
+    """Seconds and memory of the codebook build and of the constrained-decoding tables for synthetic
+    catalogs (random 384-d unit embeddings, 3 × 256 codes): how both grow with the number of items.
+
+    The build runs CoBa without the co-occurrence graph (synthetic items have no histories) for a fixed
+    5 + 1 epochs at every size, so its time shows the per-epoch growth; ``MB`` is the tables' tensor size.
+    """
+    from s2gr.tokenization import CodebookConfig, build_semantic_ids
+    from s2gr.tokenization_s2gr import S2GRTokenizer
+
+    rng = np.random.default_rng(0)
+    rows = {}
+    for size in sizes:
+        embeddings = rng.standard_normal((size, 384), dtype=np.float32)
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        config = CodebookConfig(
+            use_graph=False, epochs=5, warmup_epochs=1, num_threads=torch.get_num_threads()
+        )
+        start = time.perf_counter()
+        semantic_ids = build_semantic_ids(embeddings, [], config, progress=False)
+        build = time.perf_counter() - start
+        start = time.perf_counter()  # the tokenizer sorts the SID trie at construction
+        tables = S2GRTokenizer.from_semantic_ids([str(i) for i in range(size)], semantic_ids).prefix_tables()
+        rows[str(size)] = {
+            "codebook_s": build,
+            "tables_s": time.perf_counter() - start,
+            "tables_mb": tables.nbytes / 2**20,
+        }
+    return {"catalogs": rows}
+
+
+def _measure(name: str, kwargs: dict) -> dict:
     torch.manual_seed(0)
     result = CASES[name](**kwargs)
     result["peak_mb"] = (
@@ -226,13 +289,25 @@ def _worker(queue, name: str, kwargs: dict) -> None:
         if torch.cuda.is_available()
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    queue.put(result)
+    return result
 
 
-CASES = {"train": case_train, "train_hf_t5": case_train_hf_t5, "recommend": case_recommend}
+def _worker(queue, name: str, kwargs: dict) -> None:
+    queue.put(_measure(name, kwargs))
 
 
-def run_case(name: str, **kwargs) -> dict:
+CASES = {
+    "train": case_train,
+    "train_hf_t5": case_train_hf_t5,
+    "recommend": case_recommend,
+    "catalog_scaling": case_catalog_scaling,
+}
+
+
+def run_case(name: str, fresh_process: bool = True, **kwargs) -> dict:
+    """One case in a fresh process (clean peaks and thread pools), or here (``--tiny``: the peaks add up)."""
+    if not fresh_process:
+        return _measure(name, kwargs)
     context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_worker, args=(queue, name, kwargs))
@@ -252,11 +327,21 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--steps", type=int, default=None, help="timed training steps per case")
     parser.add_argument("--users", type=int, default=None, help="test users per recommendation case")
+    parser.add_argument("--max-users", type=int, default=None, help="only the first N users (a tiny slice)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="synthetic catalog sizes")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny model and batches, all cases in this process: checks the script only",
+    )
     parser.add_argument("--out", default="benchmarks/results/speed.json", help="where to write the results")
     args = parser.parse_args(argv)
     dataset = args.dataset or ("ml-100k" if args.quick else "ml-1m")
+    if args.max_users:
+        dataset = f"{dataset}:{args.max_users}"
     steps = args.steps or (2 if args.quick else 5)
     users = args.users or (64 if args.quick else 256)
+    setup = TINY_SETUP if args.tiny else TIGER_SETUP
     gemm = gemm_gflops()
     results = {
         "device": torch.cuda.get_device_name()
@@ -264,38 +349,41 @@ def main(argv: list[str] | None = None) -> dict:
         else f"cpu × {torch.get_num_threads()} threads",
         "dataset": dataset,
         "gemm_gflops": gemm,
+        "setup": setup,
         "cases": {},
     }
     plan = {
         "train fast (causal) S2GR": (
             "train",
-            dict(dataset=dataset, mode="causal", thinking=True, steps=steps),
+            dict(dataset=dataset, mode="causal", thinking=True, steps=steps, setup=setup),
         ),
         "train fast (causal) TIGER mode": (
             "train",
-            dict(dataset=dataset, mode="causal", thinking=False, steps=steps),
+            dict(dataset=dataset, mode="causal", thinking=False, steps=steps, setup=setup),
         ),
         "train sliding-window S2GR": (
             "train",
-            dict(dataset=dataset, mode="bidirectional", thinking=True, steps=steps),
+            dict(dataset=dataset, mode="bidirectional", thinking=True, steps=steps, setup=setup),
         ),
-        "train sliding-window HF T5": ("train_hf_t5", dict(dataset=dataset, steps=steps)),
+        "train sliding-window HF T5": ("train_hf_t5", dict(dataset=dataset, steps=steps, setup=setup)),
         "recommend S2GR": (
             "recommend",
-            dict(dataset=dataset, thinking=True, users=users, use_generate=False),
+            dict(dataset=dataset, thinking=True, users=users, use_generate=False, setup=setup),
         ),
         "recommend TIGER mode": (
             "recommend",
-            dict(dataset=dataset, thinking=False, users=users, use_generate=False),
+            dict(dataset=dataset, thinking=False, users=users, use_generate=False, setup=setup),
         ),
         "generate + trie TIGER mode": (
             "recommend",
-            dict(dataset=dataset, thinking=False, users=users, use_generate=True),
+            dict(dataset=dataset, thinking=False, users=users, use_generate=True, setup=setup),
         ),
     }
+    sizes = args.sizes or ([10**3, 10**4] if args.quick else [10**4, 10**5, 10**6])
     for label, (name, kwargs) in plan.items():
-        results["cases"][label] = run_case(name, **kwargs)
+        results["cases"][label] = run_case(name, not args.tiny, **kwargs)
         print(f"{label}: {results['cases'][label]}", file=sys.stderr, flush=True)
+    results["scaling"] = run_case("catalog_scaling", not args.tiny, sizes=sizes)
     print(format_table(results))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
@@ -308,6 +396,7 @@ def _rate(case: dict) -> float:
 
 def format_table(results: dict) -> str:
     cases, gemm = results["cases"], results["gemm_gflops"]
+
     lines = [f"device: {results['device']}, data: {results['dataset']}, fp32 GEMM {gemm:.1f} GFLOP/s", ""]
     lines.append(f"{'case':34}{'rate':>14}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
@@ -332,6 +421,11 @@ def format_table(results: dict) -> str:
         f"thinking overhead, training:  {1 / ratio('train fast (causal) S2GR', 'train fast (causal) TIGER mode') - 1:+.0%}",
         f"thinking overhead, inference: {1 / ratio('recommend S2GR', 'recommend TIGER mode') - 1:+.0%}",
     ]
+    lines += ["", f"{'catalog items':>14}{'codebook s':>12}{'tables s':>10}{'tables MB':>11}"]
+    for size, row in results.get("scaling", {}).get("catalogs", {}).items():
+        lines.append(
+            f"{int(size):>14,}{row['codebook_s']:>12.1f}{row['tables_s']:>10.2f}{row['tables_mb']:>11.1f}"
+        )
     return "\n".join(lines)
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import yaml
 
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
@@ -18,7 +17,7 @@ from .hub import push_checkpoint
 from .modeling_s2gr import S2GRForGenerativeRecommendation
 from .tokenization import CodebookConfig
 from .tokenization_s2gr import S2GRTokenizer
-from .training.config import RunConfig
+from .training.config import RunConfig, apply_assignments
 from .training.evaluation import user_sequence
 from .training.presets import DEMO
 from .training.run import load_run_data, split_metrics, train_run
@@ -215,15 +214,10 @@ def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> 
     flags = {"dataset": args.dataset, "output_dir": args.output_dir, "epochs": args.epochs}
     flags |= {"encoder_mode": args.encoder_mode, "seed": args.seed, "num_thinking": 0 if args.tiger else None}
     values.update({key: value for key, value in flags.items() if value is not None})
-    for assignment in args.set:
-        key, separator, raw = assignment.partition("=")
-        if not separator:
-            raise ValueError(f"--set expects KEY=VALUE, got {assignment!r}.")
-        target = values
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = yaml.safe_load(raw)
+    try:
+        apply_assignments(values, args.set)
+    except ValueError as error:
+        raise ValueError(f"--set: {error}") from None
     return RunConfig.from_dict(values, source="flags")
 
 

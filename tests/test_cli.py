@@ -370,3 +370,37 @@ def test_recommend_items_batches_and_restores_training_mode(loaded) -> None:
         len(row) == 5 and not {item for item, _ in row} & set(h)
         for row, h in zip(whole, histories, strict=True)
     )
+
+
+def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:
+    import argparse
+
+    from s2gr.cli import add_run_args, run_config_from_args
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("epochs: 3\nlr: 0.01\nmodel:\n  d_model: 32\n  num_heads: 2\n")
+    parser = argparse.ArgumentParser()
+    add_run_args(parser)
+    args = parser.parse_args(
+        [
+            "--config",
+            str(config_file),
+            "--epochs",
+            "5",
+            "--tiger",
+            "--set",
+            "model.d_model=48",
+            "--set",
+            "codebook.num_clusters=8",
+            "--set",
+            "exclude_seen=false",
+        ]
+    )
+    config = run_config_from_args(args)
+    assert config.epochs == 5 and config.lr == 0.01 and config.num_thinking == 0
+    assert config.model == {"d_model": 48, "num_heads": 2}  # --set changes one nested key, keeps the others
+    assert config.codebook == {"num_clusters": 8} and config.exclude_seen is False
+    with pytest.raises(ValueError, match="--set: expected KEY=VALUE"):
+        run_config_from_args(parser.parse_args(["--set", "epochs"]))
+    with pytest.raises(ValueError, match="unknown field"):
+        run_config_from_args(parser.parse_args(["--set", "epoch=3"]))

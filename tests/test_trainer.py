@@ -240,6 +240,25 @@ def test_early_stopping_after_patience_evaluations_without_gain(tiny, tmp_path, 
     )  # the best, not the last, was loaded
 
 
+def test_time_budget_stops_training_with_a_last_evaluation(tiny, tmp_path) -> None:
+    config = tiny_config(tmp_path, time_budget_minutes=0.5, lr=0.01)
+    trainer = fresh_trainer(tiny, config, max_steps=20, eval_steps=100, save_steps=100, disable_tqdm=True)
+    (budget,) = [
+        c for c in trainer.callback_handler.callbacks if isinstance(c, trainer_module.TimeBudgetCallback)
+    ]
+    # Every reading of the clock is 10 s after the previous one: with 0.5 min = 30 s the readings are at train
+    # begin (0 s) and after steps 1, 2, 3 (10, 20, 30 s).
+    readings = iter(range(0, 10_000, 10))
+    budget.clock = lambda: float(next(readings))
+    trainer.train()
+    assert trainer.state.global_step == 3
+    evals = [entry["step"] for entry in trainer.state.log_history if "eval_ndcg@10" in entry]
+    assert evals == [3]  # evaluated at the stop although eval_steps is 100 ...
+    assert Path(trainer.state.best_model_checkpoint).name == "checkpoint-3"  # ... and saved
+    with pytest.raises(ValueError, match="time_budget_minutes"):
+        tiny_config(tmp_path, time_budget_minutes=0)
+
+
 # --- 4. resume after a killed run ------------------------------------------------------------------------------
 
 

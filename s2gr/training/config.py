@@ -12,6 +12,21 @@ import yaml
 from ..tokenization import CodebookConfig
 
 
+def apply_assignments(values: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` strings (dotted keys for nested fields, YAML values) to ``values`` in place:
+    ``model.d_model=64`` sets ``values["model"]["d_model"] = 64``."""
+    for assignment in assignments:
+        key, separator, raw = assignment.partition("=")
+        if not separator or not key:
+            raise ValueError(f"expected KEY=VALUE, got {assignment!r}.")
+        target = values
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(raw)
+    return values
+
+
 @dataclass
 class RunConfig:
     """A training run: data, codebook, model and schedule. Unknown keys in a YAML file are an error.
@@ -33,6 +48,9 @@ class RunConfig:
         eval_every_epochs, patience (evaluations without NDCG@10 gain before stopping; 0 = never),
         num_beams, eval_batch_size, exclude_seen (filter each user's past items from rankings),
         logging_steps, gradient_accumulation_steps, seed, max_steps (> 0 overrides epochs).
+        time_budget_minutes: stop training after this much wall time (evaluations included), with one
+            last evaluation so the best checkpoint can be the final weights; for equal-budget comparisons.
+            The learning-rate schedule still follows ``epochs``: set them to what the budget fits.
     """
 
     output_dir: str = "runs/s2gr"
@@ -63,6 +81,7 @@ class RunConfig:
     gradient_accumulation_steps: int = 1
     seed: int = 42
     max_steps: int = -1
+    time_budget_minutes: float | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -75,6 +94,8 @@ class RunConfig:
         for name in ("batch_size", "segment_items", "num_beams", "eval_batch_size", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
+            raise ValueError(f"time_budget_minutes must be > 0 (or null), got {self.time_budget_minutes}.")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("epochs must be > 0 (or set max_steps).")
         self.codebook_config()  # validates the codebook fields early

@@ -37,7 +37,7 @@ from .evaluation import most_popular, ranking_metrics, seen_items
 from .plots import plot_training_curves
 from .recommend import evaluate_split
 from .samples import segment_sequences, sliding_window_samples
-from .trainer import S2GRTrainer
+from .trainer import S2GRTrainer, TimeBudgetCallback
 
 MODEL_DIR = "model"
 
@@ -150,6 +150,8 @@ def build_trainer(
     train_dataset, collator = training_samples(data, tokenizer, config)
     steps_per_epoch = math.ceil(len(train_dataset) / (config.batch_size * config.gradient_accumulation_steps))
     callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 else []
+    if config.time_budget_minutes is not None:
+        callbacks.append(TimeBudgetCallback(config.time_budget_minutes))
     return S2GRTrainer(
         model=model,
         args=training_arguments(config, steps_per_epoch, **training_overrides),

@@ -17,13 +17,14 @@ Written here is only what it cannot know:
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from .recommend import evaluate_split
 
@@ -135,3 +136,33 @@ class S2GRTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training once ``minutes`` of wall time (evaluations included) have passed since it began, with
+    an evaluation and a save at that step so the best-checkpoint choice sees the last weights.
+
+    Equal-budget comparisons between methods (``benchmarks/quality.py``) rest on it. Time counts from
+    ``on_train_begin``: a resumed run gets the whole budget again.
+    """
+
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        if minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {minutes}.")
+        self.seconds = minutes * 60
+        self.clock = clock
+        self.started = clock()
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.started = self.clock()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        if self.clock() - self.started >= self.seconds:
+            control.should_training_stop = True
+            control.should_evaluate = True
+            control.should_save = True
+        return control

@@ -1,0 +1,95 @@
+"""The benchmark scripts on a tiny real slice: their tables have the right structure and sane values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
+
+from s2gr.data import load_data
+from s2gr.training.evaluation import most_popular, ranking_metrics
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def tiny_sets() -> list[str]:
+    sets = [f"codebook.{key}={value}" for key, value in TINY_CODEBOOK.items()]
+    sets += [f"model.{key}={value}" for key, value in TINY_MODEL.items()]
+    return [*sets, "num_beams=5", "batch_size=8", "segment_items=8", "patience=0"]
+
+
+def run_script(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(BENCHMARKS / name), *args]
+    env = child_env() | {"OMP_NUM_THREADS": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.timeout(300)
+def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
+    out = tmp_path / "quality"
+    args = ["--max-users", str(MAX_USERS), "--epochs", "1", "--seeds", "2", "--sasrec-epochs", "2"]
+    args += ["--methods", "s2gr", "tiger", "sasrec", "most-popular", "--out", str(out)]
+    for assignment in tiny_sets():
+        args += ["--set", assignment]
+    done = run_script("quality.py", *args)
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert list(summary) == ["s2gr", "tiger", "sasrec", "most-popular"]
+    assert summary["s2gr"]["seeds"] == [0, 1] and summary["tiger"]["seeds"] == [0, 1]
+    assert summary["sasrec"]["seeds"] == [0]  # only S2GR and TIGER run every seed
+    for method, entry in summary.items():
+        for split in ("validation", "test", "validation_unfiltered", "test_unfiltered"):
+            values = {metric: entry[f"{split}/{metric}"] for metric in METRICS}
+            assert all(0.0 <= value <= 1.0 for value in values.values()), (method, split, values)
+            assert values["recall@5"] <= values["recall@10"] and values["ndcg@5"] <= values["ndcg@10"]
+            assert values["ndcg@10"] <= values["recall@10"] + 1e-12
+    # A mean ± std over the two seeds' own results.
+    runs = [json.loads((out / "runs" / f"s2gr-seed{seed}" / "result.json").read_text()) for seed in (0, 1)]
+    test_values = [run["metrics"]["test"]["ndcg@10"] for run in runs]
+    assert summary["s2gr"]["test/ndcg@10"] == pytest.approx(sum(test_values) / 2)
+    # Most-popular is what the package's baseline computes on the same slice.
+    data = load_data("ml-100k", max_users=MAX_USERS)
+    expected = ranking_metrics(most_popular(data.splits, "test"), data.splits["test"]["target"])
+    assert summary["most-popular"]["test/recall@10"] == pytest.approx(expected["recall@10"])
+    # The table has a header, a separator and one row per method; the targets are checked.
+    table = (out / "quality.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0][2:] for row in rows[1:]] == list(summary)
+    assert len({row.count("|") for row in rows}) == 1
+    assert "S2GR vs TIGER test NDCG@10" in done.stdout and "S2GR vs SASRec" in done.stdout
+    assert (out / "quality.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    # A rerun reuses every finished run and rebuilds the same report.
+    stamps = {path: path.stat().st_mtime for path in (out / "runs").glob("*/result.json")}
+    run_script("quality.py", *args)
+    assert {path: path.stat().st_mtime for path in stamps} == stamps
+    assert json.loads((out / "results.json").read_text())["summary"] == summary
+
+
+@pytest.mark.timeout(300)
+def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
+    out = tmp_path / "speed.json"
+    args = ["--dataset", "ml-100k", "--max-users", "60", "--steps", "1", "--users", "8", "--tiny"]
+    done = run_script("speed.py", *args, "--sizes", "300", "600", "--out", str(out))
+    results = json.loads(out.read_text())
+    assert results["gemm_gflops"] > 0
+    cases = results["cases"]
+    assert len(cases) == 7
+    for label, case in cases.items():
+        rate = case.get("targets_per_s", case.get("users_per_s"))
+        flops = case.get("flops_per_target", case.get("flops_per_user"))
+        assert rate > 0 and flops > 1e5 and case["peak_mb"] > 10, label
+    # Thinking adds work per target; the sliding window re-encodes the history for every target.
+    fast, tiger = cases["train fast (causal) S2GR"], cases["train fast (causal) TIGER mode"]
+    assert fast["flops_per_target"] > tiger["flops_per_target"]
+    assert cases["train sliding-window S2GR"]["flops_per_target"] > fast["flops_per_target"]
+    catalogs = results["scaling"]["catalogs"]
+    assert list(catalogs) == ["300", "600"]
+    assert catalogs["600"]["tables_mb"] > catalogs["300"]["tables_mb"] > 0
+    for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "codebook s"):
+        assert line in done.stdout
