@@ -571,6 +571,9 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
     """S2GR / TIGER encoder-decoder with tied per-level code heads, latent thinking steps and auxiliary decoder."""
 
     _tied_weights_keys: ClassVar[dict[str, str]] = {"encoder.embed_tokens.weight": "shared.weight"}
+    # The tied copy is never written, so that the Trainer's best-checkpoint reload re-ties it instead of warning
+    # about a "missing" key.
+    _keys_to_ignore_on_save: ClassVar[list[str]] = ["encoder.embed_tokens.weight"]
 
     def __init__(self, config: S2GRConfig) -> None:
         super().__init__(config)
