@@ -442,7 +442,10 @@ def test_fast_mode_target_mask_restricts_targets() -> None:
     codes = sequence_codes[expected_targets] - torch.tensor(
         [config.code_offset(j) for j in range(LEVELS + 1)]
     )
-    rec = F.cross_entropy(restricted.code_logits[expected_targets].flatten(0, 1), codes.flatten())
+    # The SID's negative log-likelihood (summed over its code tokens), averaged over the targets.
+    rec = F.cross_entropy(
+        restricted.code_logits[expected_targets].flatten(0, 1), codes.flatten(), reduction="sum"
+    ) / len(codes)
     torch.testing.assert_close(restricted.rec_loss, rec)
 
 
