@@ -37,11 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from s2gr.data import RecData, embed_items, load_data
 from s2gr.tokenization_s2gr import S2GRTokenizer
-from s2gr.training.config import RunConfig
+from s2gr.training.config import RunConfig, apply_assignments
 from s2gr.training.evaluation import ranking_metrics, seen_items
 from s2gr.training.finetune import (
     ATTENTION_PROJECTIONS,
@@ -119,7 +118,7 @@ def parse_args() -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra RunConfig field (YAML value), e.g. batch_size=32",
+        help="RunConfig field for both runs (YAML value; lr and model.* apply to the base run), e.g. batch_size=32",
     )
     return parser.parse_args()
 
@@ -128,15 +127,17 @@ def run_configs(
     args: argparse.Namespace, mode: dict[str, Any], output: Path
 ) -> tuple[RunConfig, dict[str, RunConfig]]:
     """The base run's config and one fine-tuning config per method; ``--set`` values apply to all."""
-    extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
-    common = {"dataset": mode["dataset"], "max_users": args.max_users, **mode["run"], **extra}
+    extra = apply_assignments({}, args.set)
+    model = {**mode["model"], **extra.pop("model", {})}
+    common = {"dataset": mode["dataset"], "max_users": args.max_users, **mode["run"]}
     base = RunConfig.from_dict(
         {
             **common,
-            "model": mode["model"],
+            "model": model,
             "output_dir": str(output / "base"),
             "epochs": args.base_epochs or mode["base_epochs"],
             "lr": mode["base_lr"],
+            **extra,
         }
     )
     finetune = {
@@ -146,6 +147,7 @@ def run_configs(
                 "output_dir": str(output / f"finetune-{method}"),
                 "epochs": args.finetune_epochs or mode["finetune_epochs"],
                 "lr": args.finetune_lr or mode["finetune_lr"],
+                **{key: value for key, value in extra.items() if key != "lr"},
             }
         )
         for method in METHODS[args.method]
