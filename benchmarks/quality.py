@@ -103,6 +103,15 @@ def run_config(method: str, seed: int, base: dict[str, Any], folder: Path) -> Ru
     return RunConfig.from_dict(values, source=method)
 
 
+def base_data(base: dict[str, Any]):
+    """The data set every method shares: the generative runs' data fields, through ``load_run_data``."""
+    from s2gr.training.run import load_run_data
+
+    return load_run_data(
+        RunConfig.from_dict({key: base[key] for key in ("dataset", "max_users", "cache_dir")})
+    )
+
+
 def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -> dict[str, Any]:
     from s2gr.training.run import train_run
 
@@ -124,11 +133,7 @@ def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -
 def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from baselines.sasrec import SASRecConfig, train_sasrec
 
-    from s2gr.training.run import load_run_data
-
-    data = load_run_data(
-        RunConfig.from_dict({key: base[key] for key in ("dataset", "max_users", "cache_dir")})
-    )
+    data = base_data(base)
     config = SASRecConfig(seed=seed, time_budget_minutes=args.time_budget)
     if args.quick:
         config.epochs = 10
@@ -145,12 +150,9 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
 
 def run_most_popular(base: dict[str, Any]) -> dict[str, Any]:
     from s2gr.training.evaluation import most_popular, ranking_metrics
-    from s2gr.training.run import load_run_data
 
     started = time.perf_counter()
-    data = load_run_data(
-        RunConfig.from_dict({key: base[key] for key in ("dataset", "max_users", "cache_dir")})
-    )
+    data = base_data(base)
     metrics = {}
     for split in SPLITS:
         name, _, filtering = split.partition("_")
