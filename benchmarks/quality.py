@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --quick          # ML-100K, small models, 1 seed: a check (< 10 min, 2 cores)
     python benchmarks/quality.py                  # ML-100K at convergence, 3 seeds of S2GR and TIGER
+    python benchmarks/quality.py --model-size demo --epochs 10 --workers 2   # the same on 2 CPU cores
     python benchmarks/quality.py --dataset ml-1m --seeds 1 --time-budget 45 --epochs 4   # equal budget
 
 Protocol (the same for every method): 5-core filter, leave-one-out (validation = second-last item, test =
@@ -60,7 +61,7 @@ GENERATIVE: dict[str, dict[str, Any]] = {
 }
 METHODS = (*GENERATIVE, "sasrec", "most-popular")
 DEFAULT_METHODS = ("s2gr", "tiger", "coba-only", "thinking-only", "sasrec", "most-popular")
-SEEDED = ("s2gr", "tiger")  # the methods run with every seed; the others with the first one
+SEEDED = ("s2gr", "tiger")  # default --seeded: the methods run with every seed; the others with the first one
 SPLITS = ("validation", "test", "validation_unfiltered", "test_unfiltered")
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
@@ -76,15 +77,17 @@ ANCHORS = {
 
 
 def base_values(args: argparse.Namespace) -> dict[str, Any]:
-    """RunConfig fields shared by every generative run: TIGER size (S2GRConfig's defaults), or the demo's
-    small model with ``--quick``; then ``--epochs``, ``--time-budget`` and ``--set``."""
+    """RunConfig fields shared by every generative run: TIGER size (S2GRConfig's defaults) or the demo's
+    small model (``--model-size demo``, implied by ``--quick``); then ``--epochs``, ``--time-budget``
+    and ``--set``."""
     values: dict[str, Any] = {
         "dataset": args.dataset,
         "max_users": args.max_users,
         "cache_dir": args.cache_dir,
     }
-    if args.quick:
+    if args.model_size == "demo":
         values |= {key: DEMO[key] for key in ("batch_size", "segment_items", "lr", "model")}
+    if args.quick:
         values |= {"epochs": 2, "num_beams": 10, "patience": 0}
     if args.epochs is not None:
         values["epochs"] = args.epochs
@@ -193,8 +196,8 @@ def fmt_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS)
 
 
-def jobs_for(methods: list[str], seeds: list[int]) -> list[tuple[str, int]]:
-    return [(method, seed) for method in methods for seed in (seeds if method in SEEDED else seeds[:1])]
+def jobs_for(methods: list[str], seeds: list[int], seeded: list[str]) -> list[tuple[str, int]]:
+    return [(method, seed) for method in methods for seed in (seeds if method in seeded else seeds[:1])]
 
 
 def run_all(jobs: list[tuple[str, int]], base: dict[str, Any], args: argparse.Namespace) -> None:
@@ -350,10 +353,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small models, few epochs, 1 seed (< 10 min)")
     parser.add_argument("--dataset", default="ml-100k", help="ml-100k (default) or ml-1m")
     parser.add_argument(
+        "--model-size",
+        choices=["tiger", "demo"],
+        default=None,
+        help="tiger: 4 + 4 layers, d_model 128 (default); demo: the make-demo model (default with --quick)",
+    )
+    parser.add_argument(
         "--methods", nargs="+", choices=METHODS, default=None, help="default: all but bidirectional"
     )
     parser.add_argument(
         "--seeds", type=int, default=None, help="seeds of s2gr and tiger (default 3, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--seeded",
+        nargs="+",
+        choices=METHODS,
+        default=list(SEEDED),
+        help="the methods run with every seed (default: s2gr tiger); the others run with seed 0",
     )
     parser.add_argument(
         "--epochs", type=float, default=None, help="epochs of the generative runs (default 30)"
@@ -374,6 +390,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.model_size = args.model_size or ("demo" if args.quick else "tiger")
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     args.out = args.out or f"benchmarks/results/quality-{args.dataset}{'-quick' if args.quick else ''}"
     args.methods = args.methods or list(DEFAULT_METHODS)
@@ -384,7 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     base = base_values(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    run_all(jobs_for(args.methods, list(range(args.seeds))), base, args)
+    run_all(jobs_for(args.methods, list(range(args.seeds)), args.seeded), base, args)
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
     return report(Path(args.out), args.dataset, command)
 

@@ -91,5 +91,8 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     catalogs = results["scaling"]["catalogs"]
     assert list(catalogs) == ["300", "600"]
     assert catalogs["600"]["tables_mb"] > catalogs["300"]["tables_mb"] > 0
+    for row in catalogs.values():  # any collision needs a dedup code > 0
+        assert 0.0 <= row["collision_rate"] <= 1.0
+        assert row["dedup_size"] >= 1 and (row["dedup_size"] > 1) == (row["collision_rate"] > 0)
     for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "codebook s"):
         assert line in done.stdout
