@@ -61,6 +61,10 @@ GENERATIVE: dict[str, dict[str, Any]] = {
 }
 METHODS = (*GENERATIVE, "sasrec", "most-popular")
 DEFAULT_METHODS = ("s2gr", "tiger", "coba-only", "thinking-only", "sasrec", "most-popular")
+THINKING_VARIANTS = (
+    "s2gr",
+    "thinking-only",
+)  # S2GR on either codebook: the target checks pick one on validation
 SEEDED = ("s2gr", "tiger")  # default --seeded: the methods run with every seed; the others with the first one
 SPLITS = ("validation", "test", "validation_unfiltered", "test_unfiltered")
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -244,23 +248,30 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def targets(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """The issue's targets, checked on test NDCG@10 (seen items excluded)."""
+    """The issue's targets, checked on test NDCG@10 (seen items excluded), for the S2GR variant (CoBa or
+    plain codebook, both with thinking tokens) with the best validation NDCG@10: the codebook is a
+    hyperparameter chosen on validation, so test is read once for the chosen one."""
+    variants = [method for method in THINKING_VARIANTS if method in summary]
+    if not variants:
+        return []
+    chosen = max(variants, key=lambda method: summary[method]["validation/ndcg@10"])
+    name = "S2GR" if chosen == "s2gr" else f"S2GR ({chosen}, best on validation)"
     lines = []
     key = "test/ndcg@10"
-    if "s2gr" in summary and "tiger" in summary:
-        s2gr, tiger = summary["s2gr"], summary["tiger"]
+    if "tiger" in summary:
+        s2gr, tiger = summary[chosen], summary["tiger"]
         gain = s2gr[key] / tiger[key] - 1 if tiger[key] else float("inf")
         separate = min(s2gr[f"{key}/values"]) > max(tiger[f"{key}/values"])
         met = gain >= 0.05 and separate
         lines.append(
-            f"S2GR vs TIGER test NDCG@10: {gain:+.1%} relative, seed ranges "
+            f"{name} vs TIGER test NDCG@10: {gain:+.1%} relative, seed ranges "
             f"{'do not overlap' if separate else 'overlap'} → target (≥ +5 %, no overlap) "
             f"{'met' if met else 'missed'}"
         )
-    if "s2gr" in summary and "sasrec" in summary:
-        s2gr, sasrec = summary["s2gr"][key], summary["sasrec"][key]
+    if "sasrec" in summary:
+        s2gr, sasrec = summary[chosen][key], summary["sasrec"][key]
         lines.append(
-            f"S2GR vs SASRec test NDCG@10: {s2gr:.4f} vs {sasrec:.4f} → target (≥) "
+            f"{name} vs SASRec test NDCG@10: {s2gr:.4f} vs {sasrec:.4f} → target (≥) "
             f"{'met' if s2gr >= sasrec else 'missed'}"
         )
     return lines

@@ -96,3 +96,38 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
         assert row["dedup_size"] >= 1 and (row["dedup_size"] > 1) == (row["collision_rate"] > 0)
     for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "codebook s"):
         assert line in done.stdout
+
+
+def _summary_entry(validation: float, tests: list[float]) -> dict:
+    return {
+        "validation/ndcg@10": validation,
+        "test/ndcg@10": sum(tests) / len(tests),
+        "test/ndcg@10/values": tests,
+    }
+
+
+def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import quality
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    summary = {
+        "s2gr": _summary_entry(0.050, [0.050, 0.052]),
+        "thinking-only": _summary_entry(0.060, [0.070, 0.072]),
+        "tiger": _summary_entry(0.055, [0.060, 0.062]),
+        "sasrec": _summary_entry(0.050, [0.072]),
+    }
+    versus_tiger, versus_sasrec = quality.targets(summary)
+    assert versus_tiger.startswith("S2GR (thinking-only, best on validation) vs TIGER")
+    assert "+16.4%" in versus_tiger and "do not overlap" in versus_tiger and versus_tiger.endswith("met")
+    assert "0.0710 vs 0.0720" in versus_sasrec and versus_sasrec.endswith("missed")
+    # The better validation score decides, not test: with s2gr ahead on validation, s2gr is checked.
+    summary["s2gr"]["validation/ndcg@10"] = 0.061
+    versus_tiger, _ = quality.targets(summary)
+    assert versus_tiger.startswith("S2GR vs TIGER") and "seed ranges overlap" in versus_tiger
+    assert versus_tiger.endswith("missed")
+    # Overlapping seed ranges miss the target even with a large mean gain.
+    summary["s2gr"]["test/ndcg@10/values"] = [0.061, 0.200]
+    summary["s2gr"]["test/ndcg@10"] = 0.1305
+    assert quality.targets(summary)[0].endswith("missed")
