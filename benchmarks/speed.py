@@ -256,9 +256,8 @@ def case_catalog_scaling(sizes: list[int]) -> dict:
 
     The build runs CoBa without the co-occurrence graph (synthetic items have no histories) for a fixed
     1 warm-up + 1 RQ-VAE epoch at every size (the defaults are 10 + 50), so its time shows how the k-means
-    initialisation, one epoch and the balanced assignment grow; ``MB`` is the tables' tensor size, which
-    grows with the trie's nodes times their widest fan-out, so the largest collision group (``dedup_size``)
-    sets the width of the last table.
+    initialisation, one epoch and the balanced assignment grow; ``MB`` is the tables' tensor size (the trie
+    in CSR form: linear in the catalog, whatever the size of the largest collision group).
     """
     from s2gr.tokenization import CodebookConfig, build_semantic_ids
     from s2gr.tokenization_s2gr import S2GRTokenizer

@@ -58,8 +58,8 @@ ones the states of a window's oldest items have also seen up to W - 1 earlier it
 
 Decoding
 --------
-`recommend` is a batched, vectorised beam search constrained by the catalog's prefix tables (one gather per
-step), thinking steps inside each beam (think -> code -> think -> code), KV cache for decoder self-attention and
+`recommend` is a batched, vectorised beam search constrained by the catalog's trie in CSR form (a few gathers
+per step, memory linear in the catalog), thinking steps inside each beam (think -> code -> think -> code), KV cache for decoder self-attention and
 cross-attention keys/values computed once per user and shared by its beams (beams are folded into the query
 axis, nothing is copied per beam). `recommend_items(tokenizer, histories)` wraps it for item ids in and out
 (batched, with per-user exclusions). `generate()` works for TIGER mode (num_thinking = 0) through
@@ -390,24 +390,51 @@ class S2GRDecoder(nn.Module):
         return self.final_norm(x), present
 
 
-def _fully_excluded_nodes(tables: list[torch.Tensor], exclude_items: torch.Tensor) -> list[torch.Tensor]:
+@dataclass
+class _DecodingTrie:
+    """The catalog trie on the model's device, in the CSR form of ARCHITECTURE.md (`tokenizer.prefix_tables()`).
+
+    offsets[j] (n_j + 1,), codes[j] (n_{j+1},), items (N,); fan_out[j] = the largest child count at depth j.
+    """
+
+    offsets: list[torch.Tensor]
+    codes: list[torch.Tensor]
+    items: torch.Tensor
+    fan_out: list[int]
+
+    def children(self, step: int, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nodes (B, W) at depth `step` -> their allowed codes and children (B, W, m_step), padded with -1.
+
+        A child is a depth-(step+1) node, or at the last step the item index.
+        """
+        first = self.offsets[step][node]  # (B, W)
+        count = self.offsets[step][node + 1] - first
+        slot = torch.arange(self.fan_out[step], device=node.device)  # (m,)
+        valid = slot < count[..., None]  # (B, W, m)
+        child = torch.where(valid, first[..., None] + slot, 0)
+        allowed = self.codes[step][child].masked_fill(~valid, -1)
+        if step == len(self.codes) - 1:
+            child = self.items[child]
+        return allowed, child.masked_fill(~valid, -1)
+
+    def parents(self, step: int) -> torch.Tensor:
+        """(n_{step+1},) the depth-`step` parent of each depth-(step+1) node."""
+        offsets = self.offsets[step]
+        return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets.diff())
+
+
+def _fully_excluded_nodes(trie: _DecodingTrie, exclude_items: torch.Tensor) -> list[torch.Tensor]:
     """Per code level j < L: (B, n_{j+1}) True where every catalog item below that trie node is excluded.
 
-    tables[j]: (n_j, m_j, 2) [child code, child node] (last step: child = item index); exclude_items (B, H),
-    -1 padded. Parents are read off the child tables, then item counts are pushed up level by level.
+    exclude_items (B, H), -1 padded. Item counts are pushed up the trie level by level.
     """
-    batch, levels = exclude_items.shape[0], len(tables) - 1
+    batch, levels = exclude_items.shape[0], len(trie.codes) - 1
     exclude_items = exclude_items.sort(dim=1).values
     repeated = F.pad(exclude_items[:, 1:] == exclude_items[:, :-1], (1, 0), value=False)
     exclude_items = exclude_items.masked_fill(repeated, -1)  # an item listed twice must count once
-    parents = []  # parents[j]: (n_{j+1},) parent node at depth j of each depth-(j+1) node (last: of each item)
-    for table in tables:
-        children = table[..., 1]  # (n_j, m_j)
-        valid = children >= 0
-        parent = torch.full((int(children.max()) + 1,), -1, dtype=torch.long, device=children.device)
-        rows = torch.arange(children.shape[0], device=children.device)[:, None].expand_as(children)
-        parent[children[valid]] = rows[valid]
-        parents.append(parent)
+    # parents[j]: (n_{j+1},) depth-j parent of each depth-(j+1) node; the last: of each item (by item index).
+    parents = [trie.parents(j) for j in range(levels)]
+    parents.append(torch.empty_like(trie.items).scatter_(0, trie.items, trie.parents(levels)))
     valid = exclude_items >= 0
     node = parents[levels][exclude_items.clamp(min=0)]  # (B, H) depth-L node of each excluded item
     total = torch.ones_like(parents[levels])  # one item per leaf
@@ -1012,29 +1039,35 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
 
     # --- constrained beam search ------------------------------------------------------------------------------
 
-    def _prefix_tables(self, prefix_tables: Any) -> list[torch.Tensor]:
-        """`PrefixTables`-like object or (child_codes, child_nodes) -> per step (n_j, m_j, 2): code, child node."""
-        if hasattr(prefix_tables, "child_codes"):
-            child_codes, child_nodes = prefix_tables.child_codes, prefix_tables.child_nodes
+    def _prefix_tables(self, prefix_tables: Any) -> _DecodingTrie:
+        """`PrefixTables`-like object or (offsets, codes, items) -> the trie on this device, checked."""
+        if hasattr(prefix_tables, "offsets"):
+            parts = (prefix_tables.offsets, prefix_tables.codes, prefix_tables.items)
         else:
-            child_codes, child_nodes = prefix_tables
-        steps = self.config.num_code_steps
-        if len(child_codes) != steps or len(child_nodes) != steps:
+            parts = prefix_tables
+        if len(parts) != 3:
             raise ValueError(
-                f"prefix_tables must hold {steps} steps (levels + dedup), got {len(child_codes)}."
+                "prefix_tables must be (offsets, codes, items), as tokenizer.prefix_tables() gives."
             )
-        tables = []
-        for step, (codes, nodes) in enumerate(zip(child_codes, child_nodes, strict=True)):
-            codes = torch.as_tensor(codes, dtype=torch.long, device=self.device)
-            nodes = torch.as_tensor(nodes, dtype=torch.long, device=self.device)
-            if codes.dim() != 2 or codes.shape != nodes.shape:
+        offsets, codes, items = parts
+        steps = self.config.num_code_steps
+        if len(offsets) != steps or len(codes) != steps:
+            raise ValueError(f"prefix_tables must hold {steps} steps (levels + dedup), got {len(offsets)}.")
+        offsets = [torch.as_tensor(t, dtype=torch.long, device=self.device) for t in offsets]
+        codes = [torch.as_tensor(t, dtype=torch.long, device=self.device) for t in codes]
+        items = torch.as_tensor(items, dtype=torch.long, device=self.device)
+        n_parents = 1
+        for step, (offset, code) in enumerate(zip(offsets, codes, strict=True)):
+            if offset.shape != (n_parents + 1,) or code.dim() != 1 or int(offset[-1]) != len(code):
                 raise ValueError(
-                    f"prefix_tables step {step}: child_codes and child_nodes must be equal (n_j, m_j)."
+                    f"prefix_tables step {step}: offsets must be (n_{step} + 1,) = ({n_parents + 1},) and end at "
+                    f"len(codes[{step}]); see ARCHITECTURE.md."
                 )
-            tables.append(torch.stack([codes, nodes], dim=-1))
-        if tables[0].shape[0] != 1:
-            raise ValueError("prefix_tables step 0 must have exactly one node (the root).")
-        return tables
+            n_parents = len(code)
+        if items.shape != (n_parents,):
+            raise ValueError(f"prefix_tables: items must hold one item index per leaf ({n_parents}).")
+        fan_out = [int(offset.diff().max()) for offset in offsets]
+        return _DecodingTrie(offsets, codes, items, fan_out)
 
     # --- item-id API ------------------------------------------------------------------------------------------
 
@@ -1133,8 +1166,8 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
     ) -> S2GRRecommendation:
         """Top-k catalog items per history by beam search constrained to valid SIDs (call `model.eval()` first).
 
-        input_ids, attention_mask (B, S): encoded histories (history API). prefix_tables: (child_codes,
-        child_nodes) per ARCHITECTURE.md, or the tokenizer's `PrefixTables`. exclude_items (B, H) item indices
+        input_ids, attention_mask (B, S): encoded histories (history API). prefix_tables: the tokenizer's
+        `PrefixTables`, or (offsets, codes, items) per ARCHITECTURE.md. exclude_items (B, H) item indices
         (-1 padding) never returned: a prefix whose items are all excluded is pruned at the step that would
         enter it, so every surviving beam still leads to an allowed item and `max(num_beams, top_k)` beams
         fill every top-k slot (memory O(B * N) for the per-user exclusion counts).
@@ -1143,13 +1176,13 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             raise ValueError(f"top_k and num_beams must be >= 1, got {top_k} and {num_beams}.")
         if prefix_tables is None:
             raise ValueError("prefix_tables is required (tokenizer.prefix_tables()).")
-        tables = self._prefix_tables(prefix_tables)
+        trie = self._prefix_tables(prefix_tables)
         states, bias = self._history_memory(input_ids, attention_mask)
         batch, device = states.shape[0], states.device
         dead_nodes = None
         if exclude_items is not None:
             exclude_items = torch.as_tensor(exclude_items, dtype=torch.long, device=device).view(batch, -1)
-            dead_nodes = _fully_excluded_nodes(tables, exclude_items)
+            dead_nodes = _fully_excluded_nodes(trie, exclude_items)
         width = max(num_beams, top_k)
         memory = self.decoder.project_memory(states, bias)  # once per user, shared by all its beams
         h, past = self.decoder(self._bos(batch), memory, None)
@@ -1162,7 +1195,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             if step < self.config.num_thinking:  # think inside the beam: t = last output + p_step
                 h, past = self.decoder((last + offsets[step])[:, None], memory, past)
                 last = h[:, -1]
-            allowed, children = tables[step][node].unbind(-1)  # (B, W, m): the one gather into the table
+            allowed, children = trie.children(step, node)  # (B, W, m)
             candidates = score[..., None] + self._allowed_log_probs(last, step, allowed)  # (B, W, m)
             if dead_nodes is not None and step < self.config.num_levels:
                 dead = dead_nodes[step].gather(1, children.clamp(min=0).flatten(1)).view_as(children)

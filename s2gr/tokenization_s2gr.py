@@ -67,32 +67,35 @@ class InvalidSidError(_ReadableKeyError):
 
 @dataclass(frozen=True)
 class PrefixTables:
-    """Padded child tables of the catalog's SID trie, for constrained beam search.
+    """The catalog's SID trie in CSR form, for constrained beam search.
 
-    Step `j` runs over `0..L` (levels, then dedup). With `n_j` trie nodes at depth `j` (`n_0 = 1`, the root)
-    and `m_j` the largest fan-out at that depth:
+    Step `j` runs over `0..L` (levels, then dedup); `n_j` trie nodes sit at depth `j` (`n_0 = 1`, the root). The
+    nodes of each depth are numbered in lexicographic order of their prefixes, so the children of a node are
+    consecutive and ascending by code:
 
-    - `child_codes[j]`: LongTensor `(n_j, m_j)`, the local codes (0..K-1, or 0..D-1 at `j = L`) that may follow
-      node `i`, ascending, padded with -1;
-    - `child_nodes[j]`: LongTensor `(n_j, m_j)`, the depth-`j+1` node reached by each child (at `j = L`: the
-      item index), padded with -1.
+    - `offsets[j]`: LongTensor `(n_j + 1,)`; the children of depth-`j` node `i` are the depth-`j+1` nodes
+      `offsets[j][i] .. offsets[j][i+1] - 1`;
+    - `codes[j]`: LongTensor `(n_{j+1},)`, the local code (0..K-1, or 0..D-1 at `j = L`) of each depth-`j+1` node;
+    - `items`: LongTensor `(N,)`, the item index of each leaf (depth `L+1` node).
 
-    Memory: `16 * Σ_j n_j * m_j` bytes (two int64 tables), at most `16 * (1 + L*N) * max_j m_j`.
+    Memory: `8 * (Σ_j (n_j + 1 + n_{j+1}) + N)` bytes, at most `8 * ((2L + 3) * N + L + 2)`: linear in the catalog
+    whatever the fan-out (a collision group of any size costs one entry per item).
     """
 
-    child_codes: list[torch.Tensor]
-    child_nodes: list[torch.Tensor]
+    offsets: list[torch.Tensor]
+    codes: list[torch.Tensor]
+    items: torch.Tensor
 
     @property
     def nbytes(self) -> int:
         """Bytes held by all tables."""
-        tables = [*self.child_codes, *self.child_nodes]
+        tables = [*self.offsets, *self.codes, self.items]
         return sum(t.numel() * t.element_size() for t in tables)
 
     def to(self, device: torch.device | str) -> "PrefixTables":
         """The same tables on `device`."""
         return PrefixTables(
-            [t.to(device) for t in self.child_codes], [t.to(device) for t in self.child_nodes]
+            [t.to(device) for t in self.offsets], [t.to(device) for t in self.codes], self.items.to(device)
         )
 
 
@@ -148,21 +151,17 @@ class _SidTrie:
         lo, hi = np.searchsorted(keys, [node * radix, (node + 1) * radix])
         return keys[lo:hi] - node * radix
 
-    def padded_tables(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """`(child_codes, child_nodes)` as in `PrefixTables`, numpy int64."""
-        all_codes, all_nodes = [], []
+    def csr_tables(self) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """`(offsets, codes, items)` as in `PrefixTables`, numpy int64."""
+        offsets, codes = [], []
         n_parents = 1
-        for j, (keys, radix) in enumerate(zip(self.keys, self.radices, strict=True)):
-            parent, code = np.divmod(keys, radix)
+        for keys, radix in zip(self.keys, self.radices, strict=True):
+            parent, code = np.divmod(keys, radix)  # keys ascend, so each parent's children are consecutive
             counts = np.bincount(parent, minlength=n_parents)
-            rank = np.arange(len(keys)) - (np.cumsum(counts) - counts)[parent]
-            child = self.order if j == len(self.keys) - 1 else np.arange(len(keys))
-            for values, out in ((code, all_codes), (child, all_nodes)):
-                table = np.full((n_parents, int(counts.max())), -1, dtype=np.int64)
-                table[parent, rank] = values
-                out.append(table)
+            offsets.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+            codes.append(code)
             n_parents = len(keys)
-        return all_codes, all_nodes
+        return offsets, codes, self.order.astype(np.int64)
 
 
 def _raise_on_duplicates(
@@ -821,16 +820,17 @@ class S2GRTokenizer(PreTrainedTokenizer):
     def prefix_tables(self, device: torch.device | str | None = None) -> PrefixTables:
         """Constrained-decoding tables of the catalog (see `PrefixTables`), cached per device.
 
-        Scattered vectorised from the sorted SID trie (itself built at construction by one lexicographic sort,
-        `O(N log N)`); memory `16 * Σ_j n_j * m_j` bytes,
-        at most `16 * (1 + L*N) * max_j m_j` (`n_j` trie nodes at depth `j`, `m_j` their largest fan-out).
+        Read off the sorted SID trie (itself built at construction by one lexicographic sort, `O(N log N)`);
+        memory `O(L * N)`, whatever the fan-out of any node.
         """
         key = str(torch.device(device if device is not None else "cpu"))
         if key not in self._tables:
             if "cpu" not in self._tables:
-                child_codes, child_nodes = self._trie.padded_tables()
+                offsets, codes, items = self._trie.csr_tables()
                 self._tables["cpu"] = PrefixTables(
-                    [torch.from_numpy(t) for t in child_codes], [torch.from_numpy(t) for t in child_nodes]
+                    [torch.from_numpy(t) for t in offsets],
+                    [torch.from_numpy(t) for t in codes],
+                    torch.from_numpy(items),
                 )
             self._tables[key] = self._tables["cpu"].to(key)
         return self._tables[key]

@@ -143,7 +143,7 @@ def test_new_items_get_sids_old_sids_unchanged(runs: Runs) -> None:
     np.testing.assert_array_equal(tokenizer.codes[:old], base_tokenizer.codes)
     assert tokenizer.vocab_size == base_tokenizer.vocab_size  # the embedding matrix did not grow
     # Every new item is a leaf of the constrained-decoding trie and decodes back from its SID.
-    leaves = set(tokenizer.prefix_tables().child_nodes[-1].flatten().tolist())
+    leaves = set(tokenizer.prefix_tables().items.tolist())
     assert set(range(old, tokenizer.num_items)) <= leaves
     assert all(tokenizer.sid_to_item(tokenizer.item_to_sid(item)) == item for item in runs.new_items)
 

@@ -22,7 +22,7 @@ from s2gr.configuration_s2gr import S2GRConfig
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 
 LEVELS, CODES, DEDUP, CLUSTERS = 3, 8, 3, 4
-PrefixTables = tuple[list[torch.Tensor], list[torch.Tensor]]
+PrefixTables = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]  # (offsets, codes, items)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,31 +81,21 @@ def make_catalog(n_items: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([digits, dedup[:, None]], axis=1).astype(np.int64)
 
 
-def build_prefix_tables(codes: np.ndarray) -> tuple[PrefixTables, np.ndarray]:
-    """Trie tables per ARCHITECTURE.md from (N, L + 1) codes, and each item's node id at every depth (N, L + 1)."""
-    n_items, steps = codes.shape
-    node = np.zeros(n_items, dtype=np.int64)
-    paths, child_codes, child_nodes = [], [], []
+def build_prefix_tables(codes: np.ndarray) -> PrefixTables:
+    """CSR trie tables per ARCHITECTURE.md from (N, L + 1) codes, built from sets of prefixes (independently of
+    the tokenizer's vectorised build)."""
+    rows = [tuple(row) for row in codes.tolist()]
+    steps = codes.shape[1]
+    nodes = [sorted({row[:depth] for row in rows}) for depth in range(steps + 1)]  # per depth, lexicographic
+    node_id = [{prefix: i for i, prefix in enumerate(level)} for level in nodes]
+    offsets, child_codes = [], []
     for step in range(steps):
-        paths.append(node)
-        if step == steps - 1:
-            following = np.arange(n_items)
-        else:
-            _, following = np.unique(np.stack([node, codes[:, step]], 1), axis=0, return_inverse=True)
-            following = following.reshape(-1)
-        children: dict[int, dict[int, int]] = {}
-        for item in range(n_items):
-            children.setdefault(int(node[item]), {})[int(codes[item, step])] = int(following[item])
-        fan_out = max(len(c) for c in children.values())
-        table_codes = np.full((node.max() + 1, fan_out), -1)
-        table_nodes = np.full((node.max() + 1, fan_out), -1)
-        for parent, kids in children.items():
-            for slot, (code, child) in enumerate(sorted(kids.items())):
-                table_codes[parent, slot], table_nodes[parent, slot] = code, child
-        child_codes.append(torch.tensor(table_codes))
-        child_nodes.append(torch.tensor(table_nodes))
-        node = following
-    return (child_codes, child_nodes), np.stack(paths, axis=1)
+        parents = [node_id[step][child[:-1]] for child in nodes[step + 1]]
+        counts = np.bincount(parents, minlength=len(nodes[step]))
+        offsets.append(torch.tensor([0, *np.cumsum(counts).tolist()]))
+        child_codes.append(torch.tensor([child[-1] for child in nodes[step + 1]]))
+    item_of = {row: i for i, row in enumerate(rows)}
+    return offsets, child_codes, torch.tensor([item_of[leaf] for leaf in nodes[steps]])
 
 
 def to_tokens(config: S2GRConfig, codes: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -149,10 +139,9 @@ def exhaustive_scores(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     catalog: np.ndarray,
-    tables: PrefixTables,
-    paths: np.ndarray,
 ) -> torch.Tensor:
-    """Teacher-forced score of every catalog item for one history, renormalised over allowed codes per step."""
+    """Teacher-forced score of every catalog item for one history, renormalised at each step over the codes
+    that follow the item's prefix somewhere in the catalog."""
     config, n_items = model.config, len(catalog)
     labels = make_labels(config, to_tokens(config, catalog))
     with torch.no_grad():
@@ -164,10 +153,10 @@ def exhaustive_scores(
     codes = torch.as_tensor(catalog)
     total = torch.zeros(n_items)
     for step in range(config.num_code_steps):
-        allowed = tables[0][step][torch.as_tensor(paths[:, step])]  # (N, m)
-        log_probs = logits[:, step].gather(1, allowed.clamp(min=0)).masked_fill(allowed < 0, -torch.inf)
-        slot = (allowed == codes[:, step : step + 1]).float().argmax(1, keepdim=True)
-        total += log_probs.log_softmax(-1).gather(1, slot)[:, 0]
+        same_prefix = (codes[:, None, :step] == codes[None, :, :step]).all(-1).float()  # (N, N)
+        allowed = same_prefix @ F.one_hot(codes[:, step], logits.shape[-1]).float() > 0  # (N, V)
+        log_probs = logits[:, step].masked_fill(~allowed, -torch.inf).log_softmax(-1)
+        total += log_probs.gather(1, codes[:, step : step + 1])[:, 0]
     return total
 
 
@@ -473,13 +462,11 @@ def test_chunked_encoder_equals_banded_full_encoder() -> None:
 def test_beam_search_equals_exhaustive_scoring(thinking: bool) -> None:
     model = tiny_model(thinking=thinking, seed=3)
     config, catalog = model.config, make_catalog(24)
-    tables, paths = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     input_ids, attention_mask, _ = batch_inputs(config, catalog, batch=2)
     result = model.recommend(input_ids, attention_mask, tables, top_k=len(catalog), num_beams=len(catalog))
     for row in range(2):
-        scores = exhaustive_scores(
-            model, input_ids[row : row + 1], attention_mask[row : row + 1], catalog, tables, paths
-        )
+        scores = exhaustive_scores(model, input_ids[row : row + 1], attention_mask[row : row + 1], catalog)
         order = torch.argsort(scores, descending=True)
         assert sorted(result.item_indices[row].tolist()) == list(range(len(catalog)))
         torch.testing.assert_close(result.scores[row], scores[order], rtol=1e-4, atol=1e-4)
@@ -489,10 +476,27 @@ def test_beam_search_equals_exhaustive_scoring(thinking: bool) -> None:
         torch.testing.assert_close(scores.exp().sum(), torch.tensor(1.0), rtol=1e-4, atol=1e-4)
 
 
+def test_beam_search_is_exact_with_a_collision_group_wider_than_the_codebook() -> None:
+    # 12 items share one prefix (dedup codes 0..11), so the dedup step's fan-out (12) exceeds K (8).
+    model = tiny_model(thinking=True, seed=5, dedup_size=12)
+    base = make_catalog(16)
+    shared = base[0, :LEVELS]
+    group = np.concatenate([np.repeat(shared[None], 12, axis=0), np.arange(12)[:, None]], axis=1)
+    catalog = np.concatenate([base[(base[:, :LEVELS] != shared).any(1)], group])
+    tables = build_prefix_tables(catalog)
+    input_ids, attention_mask, _ = batch_inputs(model.config, catalog, batch=2)
+    result = model.recommend(input_ids, attention_mask, tables, top_k=len(catalog), num_beams=len(catalog))
+    for row in range(2):
+        scores = exhaustive_scores(model, input_ids[row : row + 1], attention_mask[row : row + 1], catalog)
+        assert sorted(result.item_indices[row].tolist()) == list(range(len(catalog)))
+        torch.testing.assert_close(result.scores[row], scores[result.item_indices[row]], rtol=1e-4, atol=1e-4)
+        assert torch.equal(result.codes[row], torch.as_tensor(catalog)[result.item_indices[row]])
+
+
 def test_recommend_returns_valid_distinct_items_and_respects_exclusions() -> None:
     model = tiny_model(thinking=True, seed=4)
     config, catalog = model.config, make_catalog(32)
-    tables, _ = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     input_ids, attention_mask, _ = batch_inputs(config, catalog, batch=3)
     full = model.recommend(input_ids, attention_mask, tables, top_k=32, num_beams=32)
     excluded = torch.stack([full.item_indices[:, 0], full.item_indices[:, 2], torch.full((3,), -1)], dim=1)
@@ -516,7 +520,7 @@ def test_recommend_returns_valid_distinct_items_and_respects_exclusions() -> Non
 def test_recommend_pads_only_when_catalog_is_smaller_than_top_k() -> None:
     model = tiny_model(thinking=False, seed=5)
     config, catalog = model.config, make_catalog(6)
-    tables, _ = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     input_ids, attention_mask, _ = batch_inputs(config, catalog, batch=2)
     result = model.recommend(input_ids, attention_mask, tables, top_k=10, num_beams=3)
     for row in range(2):
@@ -529,7 +533,7 @@ def test_recommend_pads_only_when_catalog_is_smaller_than_top_k() -> None:
 def test_generate_tiger_yields_valid_sids_and_matches_greedy_recommend() -> None:
     model = tiny_model(thinking=False, seed=6, encoder_mode="bidirectional")
     config, catalog = model.config, make_catalog(24)
-    tables, _ = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     tokens = to_tokens(config, catalog)
     allowed: dict[tuple[int, ...], set[int]] = {}
     for row in tokens.tolist():
@@ -575,7 +579,7 @@ def test_generate_tiger_yields_valid_sids_and_matches_greedy_recommend() -> None
 def test_tiny_model_memorises_64_sequences(thinking: bool) -> None:
     model = tiny_model(thinking=thinking, seed=0, decoder_layers=1, encoder_mode="bidirectional")
     config, catalog = model.config, make_catalog(32)
-    tables, _ = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     rng = torch.Generator().manual_seed(0)
     sequences = torch.randint(0, len(catalog), (64, 4), generator=rng)
     input_ids, attention_mask = histories(config, catalog, sequences[:, :3])
@@ -753,7 +757,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
 def test_recommend_prunes_fully_excluded_prefixes_without_losing_slots() -> None:
     model = tiny_model(thinking=True, seed=6)
     config, catalog = model.config, make_catalog(32)
-    tables, _ = build_prefix_tables(catalog)
+    tables = build_prefix_tables(catalog)
     input_ids, attention_mask, _ = batch_inputs(config, catalog, batch=2)
     everything = model.recommend(input_ids, attention_mask, tables, top_k=32, num_beams=32)
     # User 0 has seen 27 of 32 items (listed twice: duplicates must count once); user 1 all but 3.

@@ -363,25 +363,21 @@ def test_encode_decode_property(catalog: tuple[list[str], np.ndarray, int], data
 
 
 def enumerate_paths(tables: PrefixTables, levels: int) -> dict[tuple[int, ...], int]:
-    """Every root-to-leaf path through the tables → the item it ends at; checks the padding and that every
-    table row is reached exactly once."""
+    """Every root-to-leaf path through the CSR tables → the item it ends at; checks that offsets partition each
+    depth's nodes, that children ascend by code, and that every node is reached exactly once."""
     paths: dict[tuple[int, ...], int] = {}
-    visits = [np.zeros(len(t), dtype=int) for t in tables.child_codes]
+    visits = [np.zeros(len(t) - 1, dtype=int) for t in tables.offsets]
 
     def walk(step: int, node: int, prefix: tuple[int, ...]) -> None:
         visits[step][node] += 1
-        codes = tables.child_codes[step][node].tolist()
-        nodes = tables.child_nodes[step][node].tolist()
-        real = [c for c in codes if c >= 0]
-        assert real == sorted(set(real)) and codes[len(real) :] == [-1] * (len(codes) - len(real))
-        assert all(n >= 0 for n in nodes[: len(real)]) and nodes[len(real) :] == [-1] * (
-            len(codes) - len(real)
-        )
-        assert real, "every node has a child"
-        for code, child in zip(real, nodes, strict=False):
+        first, stop = tables.offsets[step][node : node + 2].tolist()
+        codes = tables.codes[step][first:stop].tolist()
+        assert codes, "every node has a child"
+        assert codes == sorted(set(codes))
+        for child, code in zip(range(first, stop), codes, strict=True):
             if step == levels:
                 assert (*prefix, code) not in paths
-                paths[(*prefix, code)] = child
+                paths[(*prefix, code)] = int(tables.items[child])
             else:
                 walk(step + 1, child, (*prefix, code))
 
@@ -396,42 +392,50 @@ def test_prefix_tables_admit_exactly_the_catalog(catalog: tuple[list[str], np.nd
     item_ids, codes, size = catalog
     tok = S2GRTokenizer(item_ids=item_ids, codes=codes, codebook_size=size)
     tables = tok.prefix_tables()
-    assert len(tables.child_codes) == len(tables.child_nodes) == tok.num_levels + 1
-    assert tables.child_codes[0].shape[0] == 1
-    assert all(t.dtype == torch.int64 for t in [*tables.child_codes, *tables.child_nodes])
+    assert len(tables.offsets) == len(tables.codes) == tok.num_levels + 1
+    assert tables.offsets[0].tolist() == [0, len(tables.codes[0])]  # one root
+    assert all(t.dtype == torch.int64 for t in [*tables.offsets, *tables.codes, tables.items])
+    assert all(len(o) == len(c) + 1 for o, c in zip(tables.offsets[1:], tables.codes, strict=False))
     expected = {tuple(row): i for i, row in enumerate(codes.tolist())}
     assert enumerate_paths(tables, tok.num_levels) == expected
-    assert tables.nbytes == 16 * sum(t.numel() for t in tables.child_codes)
+    assert tables.nbytes == 8 * (sum(len(t) for t in [*tables.offsets, *tables.codes]) + len(item_ids))
 
 
 def test_prefix_tables_are_cached_and_follow_the_device() -> None:
     tok = make_tokenizer()
     assert tok.prefix_tables() is tok.prefix_tables("cpu")
-    assert tok.prefix_tables().child_codes[0].device.type == "cpu"
+    assert tok.prefix_tables().codes[0].device.type == "cpu"
 
 
-def test_prefix_tables_build_fast_on_a_large_catalog() -> None:
+def test_prefix_tables_build_fast_and_stay_linear_on_a_large_catalog() -> None:
     n, levels, size = 200_000, 3, 256
-    item_ids, codes = random_catalog(n, levels, size, seed=3)
-    tok = S2GRTokenizer(item_ids=item_ids, codes=codes, codebook_size=size)
+    item_ids, _ = random_catalog(n, levels, size, seed=3)
+    levels_codes = np.random.default_rng(3).integers(0, size - 1, size=(n, levels))
+    levels_codes[:5_000] = size - 1  # one collision group of 5,000 items: a padded table's worst case
+    codes = with_dedup(levels_codes)
+    tok = S2GRTokenizer(item_ids=item_ids, codes=codes, codebook_size=size, dedup_size=5_000)
     start = time.perf_counter()
     tables = tok.prefix_tables()
     elapsed = time.perf_counter() - start
     assert elapsed < 5.0
-    leaves = tables.child_nodes[levels]
-    assert torch.equal(leaves[leaves >= 0].sort().values, torch.arange(n))
+    assert torch.equal(tables.items.sort().values, torch.arange(n))
     # Walk a sample of SIDs through the tables, vectorised, and land on those items.
     sample = torch.from_numpy(np.random.default_rng(4).choice(n, size=5_000, replace=False))
     sids = torch.from_numpy(codes)[sample]
     node = torch.zeros(len(sample), dtype=torch.int64)
     for step in range(levels + 1):
-        hit = tables.child_codes[step][node] == sids[:, step : step + 1]
-        assert bool((hit.sum(dim=1) == 1).all())
-        node = tables.child_nodes[step][node].gather(1, hit.long().argmax(dim=1, keepdim=True)).squeeze(1)
-    assert torch.equal(node, sample)
-    sizes = [t.shape for t in tables.child_codes]
-    assert tables.nbytes == 16 * sum(a * b for a, b in sizes)
-    assert tables.nbytes <= 16 * (1 + levels * n) * max(b for _, b in sizes)
+        offsets, children = tables.offsets[step], tables.codes[step]
+        radix = 5_000 if step == levels else size
+        # Children ascend by code and nodes by prefix, so parent * radix + code ascends over the whole depth.
+        parent = torch.repeat_interleave(torch.arange(len(offsets) - 1), offsets.diff())
+        position = torch.searchsorted(parent * radix + children, node * radix + sids[:, step])
+        assert bool(((offsets[node] <= position) & (position < offsets[node + 1])).all())
+        assert torch.equal(children[position], sids[:, step])
+        node = position
+    assert torch.equal(tables.items[node], sample)
+    # Linear memory: a padded (nodes x widest fan-out) table of the dedup step alone would take 16 * n_3 * 5,000.
+    assert tables.nbytes <= 8 * ((2 * levels + 3) * n + levels + 2)
+    assert tables.nbytes < 16 * len(tables.codes[levels - 1]) * 5_000 / 1_000
 
 
 # ---------------------------------------------------------------------------------------------- add_items
@@ -596,7 +600,7 @@ print(json.dumps({
     "batch": dict(batch),
     "sizes": [len(tok), tok.num_items, tok.dedup_size],
     "decoded": tok.decode_items([tok.codes[:3].tolist()]),
-    "tables": [t.tolist() for t in tok.prefix_tables().child_codes[:2]],
+    "tables": [t.tolist() for t in tok.prefix_tables().codes[:2]],
 }))
 """
 
@@ -621,4 +625,4 @@ def test_auto_tokenizer_loads_in_a_fresh_process(full_tokenizer: S2GRTokenizer, 
     assert out["batch"] == dict(full_tokenizer(histories, targets=targets, return_tensors=None))
     assert out["sizes"] == [len(full_tokenizer), full_tokenizer.num_items, full_tokenizer.dedup_size]
     assert out["decoded"] == [full_tokenizer.item_ids[:3]]
-    assert out["tables"] == [t.tolist() for t in full_tokenizer.prefix_tables().child_codes[:2]]
+    assert out["tables"] == [t.tolist() for t in full_tokenizer.prefix_tables().codes[:2]]
