@@ -162,7 +162,7 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, count = total + float(loss) * int(mask.sum()), count + int(mask.sum())
+            total, count = total + loss.item() * int(mask.sum()), count + int(mask.sum())
         validation = evaluate("validation")
         history.append({"epoch": epoch, "loss": total / count, "eval_ndcg@10": validation["ndcg@10"]})
         if validation["ndcg@10"] > best:
