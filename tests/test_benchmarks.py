@@ -131,3 +131,7 @@ def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
     summary["s2gr"]["test/ndcg@10/values"] = [0.061, 0.200]
     summary["s2gr"]["test/ndcg@10"] = 0.1305
     assert quality.targets(summary)[0].endswith("missed")
+    # One seed has no range: a large gain is reported but the target is not called met.
+    summary["s2gr"]["test/ndcg@10/values"] = [0.1305]
+    versus_tiger = quality.targets(summary)[0]
+    assert "+113.9%" in versus_tiger and versus_tiger.endswith("not checked: needs --seeds ≥ 2")
