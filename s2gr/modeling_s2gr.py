@@ -59,11 +59,11 @@ ones the states of a window's oldest items have also seen up to W - 1 earlier it
 Decoding
 --------
 `recommend` is a batched, vectorised beam search constrained by the catalog's trie in CSR form (a few gathers
-per step, memory linear in the catalog), thinking steps inside each beam (think -> code -> think -> code), KV cache for decoder self-attention and
-cross-attention keys/values computed once per user and shared by its beams (beams are folded into the query
-axis, nothing is copied per beam). `recommend_items(tokenizer, histories)` wraps it for item ids in and out
-(batched, with per-user exclusions). `generate()` works for TIGER mode (num_thinking = 0) through
-`GenerationMixin` with a `transformers` `EncoderDecoderCache`.
+per step, memory linear in the catalog), thinking steps inside each beam (think -> code -> think -> code), KV
+cache for decoder self-attention and cross-attention keys/values computed once per user and shared by its
+beams (beams are folded into the query axis, nothing is copied per beam). `recommend_items(tokenizer,
+histories)` wraps it for item ids in and out (batched, with per-user exclusions). `generate()` works for TIGER
+mode (num_thinking = 0) through `GenerationMixin` with a `transformers` `EncoderDecoderCache`.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class PrefixTables:
     - `codes[j]`: LongTensor `(n_{j+1},)`, the local code (0..K-1, or 0..D-1 at `j = L`) of each depth-`j+1` node;
     - `items`: LongTensor `(N,)`, the item index of each leaf (depth `L+1` node).
 
-    Memory: `8 * (Σ_j (n_j + 1 + n_{j+1}) + N)` bytes, at most `8 * ((2L + 3) * N + L + 2)`: linear in the catalog
+    Memory: `8 * (Σ_j (n_j + 1 + n_{j+1}) + N)` bytes, at most `8 * ((2L + 2) * N + L + 2)`: linear in the catalog
     whatever the fan-out (a collision group of any size costs one entry per item).
     """
 

@@ -434,7 +434,7 @@ def test_prefix_tables_build_fast_and_stay_linear_on_a_large_catalog() -> None:
         node = position
     assert torch.equal(tables.items[node], sample)
     # Linear memory: a padded (nodes x widest fan-out) table of the dedup step alone would take 16 * n_3 * 5,000.
-    assert tables.nbytes <= 8 * ((2 * levels + 3) * n + levels + 2)
+    assert tables.nbytes <= 8 * ((2 * levels + 2) * n + levels + 2)
     assert tables.nbytes < 16 * len(tables.codes[levels - 1]) * 5_000 / 1_000
 
 
