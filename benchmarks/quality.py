@@ -260,11 +260,12 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[str]:
         s2gr, tiger = summary[chosen], summary["tiger"]
         gain = s2gr[key] / tiger[key] - 1 if tiger[key] else float("inf")
         head = f"{name} vs TIGER test NDCG@10: {gain:+.1%} relative"
-        if min(len(s2gr[f"{key}/values"]), len(tiger[f"{key}/values"])) < 2:
+        s2gr_values, tiger_values = s2gr[f"{key}/values"], tiger[f"{key}/values"]
+        if min(len(s2gr_values), len(tiger_values)) < 2:
             # One value is no range: a single seed can neither meet nor miss the no-overlap condition.
             lines.append(f"{head}, one seed → target (≥ +5 %, no overlap) not checked: needs --seeds ≥ 2")
         else:
-            separate = min(s2gr[f"{key}/values"]) > max(tiger[f"{key}/values"])
+            separate = min(s2gr_values) > max(tiger_values)
             met = gain >= 0.05 and separate
             lines.append(
                 f"{head}, seed ranges {'do not overlap' if separate else 'overlap'} → target "

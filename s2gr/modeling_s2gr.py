@@ -1041,6 +1041,8 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
 
     def _prefix_tables(self, prefix_tables: Any) -> _DecodingTrie:
         """`PrefixTables`-like object or (offsets, codes, items) -> the trie on this device, checked."""
+        if isinstance(prefix_tables, _DecodingTrie):  # already checked and on this device (recommend_items)
+            return prefix_tables
         if hasattr(prefix_tables, "offsets"):
             parts = (prefix_tables.offsets, prefix_tables.codes, prefix_tables.items)
         else:
@@ -1100,7 +1102,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             raise ValueError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
         item_ids = tokenizer.item_ids
         index = {item: position for position, item in enumerate(item_ids)}
-        tables = tokenizer.prefix_tables(self.device)
+        trie = self._prefix_tables(tokenizer.prefix_tables(self.device))  # checked once, not per batch
         was_training = self.training
         self.eval()
         rankings: list[Any] = []
@@ -1114,7 +1116,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
                 result = self.recommend(
                     batch["input_ids"].to(self.device),
                     batch["attention_mask"].to(self.device),
-                    prefix_tables=tables,
+                    prefix_tables=trie,
                     top_k=top_k,
                     num_beams=num_beams,
                     exclude_items=excluded,
