@@ -57,13 +57,15 @@ def build_catalog(
     return Catalog(tokenizer, semantic_ids, embeddings)
 
 
-def save_catalog(catalog: Catalog, folder: str | os.PathLike, codebook: CodebookConfig) -> Path:
-    """Write the tokenizer, the codebook statistics (JSON, with the config) and the code-usage plot."""
+def save_catalog(catalog: Catalog, folder: str | os.PathLike) -> Path:
+    """Write the tokenizer, the codebook statistics (JSON, with the config that built it) and the
+    code-usage plot."""
     folder = Path(folder)
     catalog.tokenizer.save_pretrained(folder)
-    stats = {"config": asdict(codebook), "stats": catalog.stats}
+    config = catalog.semantic_ids.config
+    stats = {"config": asdict(config), "stats": catalog.stats}
     (folder / CODEBOOK_STATS_FILE).write_text(json.dumps(stats, indent=2, default=_jsonable))
-    plot_code_usage(catalog.semantic_ids.codes[:, :-1], codebook.codebook_size, folder / CODE_USAGE_PLOT)
+    plot_code_usage(catalog.semantic_ids.codes[:, :-1], config.codebook_size, folder / CODE_USAGE_PLOT)
     return folder
 
 

@@ -135,8 +135,15 @@ def format_codebook_summary(codebook: dict) -> str:
 def add_codebook_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("codebook (CoBa RQ-VAE; see s2gr.tokenization.CodebookConfig)")
     group.add_argument("--levels", type=int, default=3, help="code levels L (default 3)")
-    group.add_argument("--codebook-size", type=int, default=256, help="codes per level K (default 256)")
-    group.add_argument("--clusters", type=int, default=16, help="coarse clusters per level Kc (default 16)")
+    group.add_argument(
+        "--codebook-size", type=int, default=None, help="codes per level K (default: sized to the catalog)"
+    )
+    group.add_argument(
+        "--clusters",
+        type=int,
+        default=None,
+        help="coarse clusters per level Kc (default: K / 16, at least 4)",
+    )
     group.add_argument("--quantizer", choices=["rqvae", "rkmeans"], default="rqvae")
     group.add_argument(
         "--plain", action="store_true", help="plain RQ-VAE (TIGER): no graph, balancing, uniformity"
@@ -171,7 +178,7 @@ def cmd_build_codebook(args: argparse.Namespace) -> None:
     data = data_from_args(args)
     codebook = codebook_from_args(args)
     catalog = build_catalog(data, codebook, encoder=args.encoder, cache_dir=args.cache_dir)
-    folder = save_catalog(catalog, args.out, codebook)
+    folder = save_catalog(catalog, args.out)
     print(describe_catalog(catalog))
     print(
         f"tokenizer saved to {folder} (load with S2GRTokenizer.from_pretrained or AutoTokenizer, trust_remote_code=True)"

@@ -16,6 +16,7 @@ from s2gr.tokenization import (
     SemanticIDs,
     build_cooccurrence_graph,
     build_semantic_ids,
+    codebook_size_for,
     dedup_codes,
     format_stats_table,
     plot_code_usage,
@@ -25,6 +26,7 @@ from s2gr.tokenization import (
     uniformity_loss,
 )
 from s2gr.tokenization.balancing import UsageBalancer, repair_dead_codes
+from s2gr.tokenization.config import num_clusters_for
 from s2gr.tokenization.graph import cooccurrence_counts
 from s2gr.tokenization.kmeans import kmeans
 from s2gr.tokenization.semantic_ids import aligned_features, torch_threads
@@ -261,10 +263,43 @@ def test_config_validation_and_presets() -> None:
         CodebookConfig(codebook_size=0)
     with pytest.raises(ValueError, match="num_threads"):
         CodebookConfig(num_threads=0)
+    with pytest.raises(ValueError, match="num_clusters"):
+        CodebookConfig(num_clusters=0)
+    with pytest.raises(ValueError, match="num_items"):
+        CodebookConfig().for_catalog(0)
     plain = CodebookConfig.plain(epochs=3)
     assert not (plain.use_graph or plain.balance or plain.reset_dead_codes or plain.uniformity_weight)
     assert plain.epochs == 3
     assert CodebookConfig.rkmeans().quantizer == "rkmeans"
+
+
+def test_codebook_size_follows_the_catalog() -> None:
+    # MovieLens-100K, MovieLens-1M, Amazon Beauty (TIGER's 256), tiny and huge catalogs
+    sizes = {n: codebook_size_for(n) for n in (1682, 3416, 12101, 10, 10**7)}
+    assert sizes == {1682: 32, 3416: 64, 12101: 256, 10: 16, 10**7: 256}
+    assert [num_clusters_for(k) for k in (16, 32, 64, 256)] == [4, 4, 4, 16]
+    resolved = CodebookConfig().for_catalog(1682)
+    assert (resolved.codebook_size, resolved.num_clusters) == (32, 4)
+    explicit = CodebookConfig(codebook_size=128, num_clusters=2).for_catalog(1682)
+    assert (explicit.codebook_size, explicit.num_clusters) == (128, 2)  # set values are kept
+    assert CodebookConfig(codebook_size=256).for_catalog(1682).num_clusters == 16
+
+
+@given(st.integers(1, 10**8), st.integers(1, 10**8))
+def test_codebook_size_is_a_monotone_power_of_two(a: int, b: int) -> None:
+    small, large = codebook_size_for(min(a, b)), codebook_size_for(max(a, b))
+    assert 16 <= small <= large <= 256
+    assert small & (small - 1) == 0
+    assert 1 <= num_clusters_for(small) <= small
+
+
+def test_default_config_sizes_the_codebook_to_the_catalog(data: tuple[np.ndarray, list[np.ndarray]]) -> None:
+    x, seqs = data  # 400 items: 400 / 48 is nearest 8, raised to the floor of 16
+    quick = {key: SMALL[key] for key in ("latent_dim", "hidden_dims", "batch_size", "kmeans_iters")}
+    built = build_semantic_ids(x, seqs, CodebookConfig(epochs=2, warmup_epochs=1, **quick), progress=False)
+    assert (built.config.codebook_size, built.config.num_clusters) == (16, 4)
+    assert built.code_vectors.shape[1] == 16 and built.codes[:, :-1].max() < 16
+    assert built.cluster_of_code.max() < 4 and len(np.unique(built.codes, axis=0)) == len(x)
 
 
 # --- end to end --------------------------------------------------------------------------------

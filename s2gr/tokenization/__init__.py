@@ -7,7 +7,7 @@ an RQ-VAE with usage-balanced assignment and a uniformity loss (or the ablations
 
 from .clusters import cluster_codes
 from .collisions import dedup_codes, reassign_collisions
-from .config import CodebookConfig
+from .config import CodebookConfig, codebook_size_for
 from .graph import build_cooccurrence_graph, propagate, propagation_weights
 from .plot import plot_code_usage
 from .quantizer import FrozenQuantizer
@@ -23,6 +23,7 @@ __all__ = [
     "build_cooccurrence_graph",
     "build_semantic_ids",
     "cluster_codes",
+    "codebook_size_for",
     "dedup_codes",
     "format_stats_table",
     "plot_code_usage",

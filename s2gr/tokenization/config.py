@@ -2,15 +2,43 @@
 
 Every knob of the semantic-ID pipeline lives in `CodebookConfig`; `CodebookConfig.plain()` and
 `CodebookConfig.rkmeans()` give the ablation baselines. Defaults are the project's CoBa setting:
-3 levels x 256 codes on a 32-dim latent, co-occurrence propagation, usage-balanced assignment,
-dead-code reset and a code-vector repulsion loss.
+3 levels of codes sized to the catalog (256 for catalogs of 12k items and more) on a 32-dim latent,
+co-occurrence propagation, usage-balanced assignment, dead-code reset and a code-vector repulsion loss.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 QUANTIZERS = ("rqvae", "rkmeans")
+# TIGER's 256 codes per level on Amazon Beauty (12,101 items) leave about 47 items per first-level code.
+ITEMS_PER_FIRST_CODE = 48
+MIN_CODEBOOK_SIZE, MAX_CODEBOOK_SIZE = 16, 256
+CODES_PER_CLUSTER = 16  # Kc = 16 at K = 256
+MIN_CLUSTERS = 4
+
+
+def codebook_size_for(num_items: int) -> int:
+    """K for a catalog of ``num_items``: the power of two nearest N / 48, within [16, 256].
+
+    With K fixed at 256, a small catalog spreads over the first level so thinly (6.6 items per code on
+    MovieLens-100K) that the first code is almost an item id: nothing is shared between related items
+    and the decoder must learn a 256-way choice from few targets per code. Keeping TIGER's ratio of
+    about 48 items per first-level code gives 32 codes on MovieLens-100K (1,682 items), 64 on
+    MovieLens-1M (3,416) and TIGER's 256 from about 12k items on. On MovieLens-100K (TIGER mode, 6
+    epochs, validation NDCG@10) K = 16/32/64/256 gave .0667/.0697/.0624/.0601
+    (``benchmarks/results/tuning-ml-100k/``).
+    """
+    if num_items < 1:
+        raise ValueError(f"num_items must be >= 1, got {num_items}")
+    nearest = 2 ** round(math.log2(max(num_items / ITEMS_PER_FIRST_CODE, 1.0)))
+    return int(min(MAX_CODEBOOK_SIZE, max(MIN_CODEBOOK_SIZE, nearest)))
+
+
+def num_clusters_for(codebook_size: int) -> int:
+    """Kc for K codes per level: 16 codes per cluster (Kc = 16 at K = 256), at least 4 clusters (at most K)."""
+    return min(codebook_size, max(MIN_CLUSTERS, codebook_size // CODES_PER_CLUSTER))
 
 
 @dataclass
@@ -19,7 +47,8 @@ class CodebookConfig:
 
     Quantizer:
         num_levels: L, number of residual code levels.
-        codebook_size: K, codes per level.
+        codebook_size: K, codes per level; None (default): sized to the catalog by
+            `codebook_size_for` (32 on MovieLens-100K, 64 on MovieLens-1M, 256 from ~12k items).
         latent_dim: size of the quantised latent (RQ-VAE bottleneck, or the PCA size for rkmeans).
         hidden_dims: encoder MLP widths between input and latent (the decoder mirrors them).
         quantizer: "rqvae" (learned RQ-VAE) or "rkmeans" (residual k-means on a PCA projection of
@@ -55,7 +84,8 @@ class CodebookConfig:
         kmeans_iters: Lloyd iterations of every k-means call (codebook init, rkmeans, coarse clusters).
         kmeans_init_samples: at most this many items seed the k-means initialisation of the codebooks.
     Output:
-        num_clusters: Kc, coarse clusters of each level's code vectors (thinking-token targets).
+        num_clusters: Kc, coarse clusters of each level's code vectors (thinking-token targets);
+            None (default): `num_clusters_for(K)` (16 at K = 256, 4 at K = 32).
         reassign_collisions: move items of a colliding group (all but the first) to their
             nearest last-level code that makes their L-code tuple free, before dedup codes.
         seed: seeds every random choice; the same inputs and seed give the same codes.
@@ -67,7 +97,7 @@ class CodebookConfig:
     """
 
     num_levels: int = 3
-    codebook_size: int = 256
+    codebook_size: int | None = None
     latent_dim: int = 32
     hidden_dims: tuple[int, ...] = (512, 256, 128)
     quantizer: str = "rqvae"
@@ -90,7 +120,7 @@ class CodebookConfig:
     lr: float = 1e-3
     kmeans_iters: int = 25
     kmeans_init_samples: int = 20000
-    num_clusters: int = 16
+    num_clusters: int | None = None
     reassign_collisions: bool = False
     seed: int = 0
     num_threads: int | None = 1
@@ -105,12 +135,18 @@ class CodebookConfig:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
 
     def _check_positive_ints(self) -> None:
-        names = ("num_levels", "codebook_size", "latent_dim", "graph_window", "epochs", "batch_size")
-        names += ("kmeans_iters", "kmeans_init_samples", "num_clusters")
+        names = ("num_levels", "latent_dim", "graph_window", "epochs", "batch_size")
+        names += ("kmeans_iters", "kmeans_init_samples")
         for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("codebook_size", "num_clusters"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(
+                    f"{name} must be None (sized to the catalog) or a positive int, got {value!r}"
+                )
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
         for name in ("num_hops", "warmup_epochs"):
@@ -128,10 +164,16 @@ class CodebookConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.num_clusters > self.codebook_size:
+        if None not in (self.num_clusters, self.codebook_size) and self.num_clusters > self.codebook_size:
             raise ValueError(
                 f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})"
             )
+
+    def for_catalog(self, num_items: int) -> CodebookConfig:
+        """This config with K and Kc fixed for a catalog of ``num_items`` (the values set stay)."""
+        codebook_size = self.codebook_size or codebook_size_for(num_items)
+        num_clusters = self.num_clusters or num_clusters_for(codebook_size)
+        return replace(self, codebook_size=codebook_size, num_clusters=num_clusters)
 
     @classmethod
     def plain(cls, **overrides: object) -> CodebookConfig:

@@ -45,6 +45,7 @@ class SemanticIDs:
         RQ-VAE only), recon_mse (on standardised features, 1.0 = predicting the mean), dedup_size,
         num_items, build_seconds.
     quantizer: `FrozenQuantizer`; `.assign(embeddings, graph_features=None)` codes new items.
+    config: the `CodebookConfig` that built them, with K and Kc fixed for the catalog.
     """
 
     codes: np.ndarray
@@ -53,6 +54,7 @@ class SemanticIDs:
     cluster_centroids: np.ndarray
     stats: dict
     quantizer: FrozenQuantizer
+    config: CodebookConfig
 
 
 def aligned_features(x: np.ndarray, train_sequences: list[np.ndarray], config: CodebookConfig) -> np.ndarray:
@@ -154,6 +156,7 @@ def _build(
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"embeddings must be a non-empty (N, E) array, got shape {x.shape}")
+    config = config.for_catalog(x.shape[0])
     features = aligned_features(x, train_sequences, config)
     quantizer, decode, info = fit_quantizer(features, config, progress)
     codes, reassigned = final_codes(quantizer, features, config.reassign_collisions)
@@ -171,4 +174,4 @@ def _build(
         build_seconds=time.perf_counter() - start,
     )
     full = np.concatenate([codes, dedup[:, None]], axis=1).astype(np.int64)
-    return SemanticIDs(full, code_vectors, cluster_of_code, centroids, stats, quantizer)
+    return SemanticIDs(full, code_vectors, cluster_of_code, centroids, stats, quantizer, config)
