@@ -36,7 +36,8 @@ class RunConfig:
         kcore, max_history: preprocessing (5-core, 20 items of history).
         max_users: keep only the first that many users (a small real slice for quick runs and tests).
     Codebook:
-        codebook: ``CodebookConfig`` fields (defaults: CoBa 3 × 256, 16 clusters per level).
+        codebook: ``CodebookConfig`` fields (defaults: CoBa, 3 levels of K codes sized to the catalog,
+            K / 16 clusters per level).
     Model:
         num_thinking: None = one thinking step per level (S2GR); 0 = TIGER.
         encoder_mode: "causal" (one pass per user sequence yields every target; the default) or
