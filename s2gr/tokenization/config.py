@@ -27,7 +27,7 @@ def codebook_size_for(num_items: int) -> int:
     and the decoder must learn a 256-way choice from few targets per code. Keeping TIGER's ratio of
     about 48 items per first-level code gives 32 codes on MovieLens-100K (1,682 items), 64 on
     MovieLens-1M (3,416) and TIGER's 256 from about 12k items on. On MovieLens-100K (TIGER mode, 6
-    epochs, validation NDCG@10) K = 16/32/64/256 gave .0667/.0697/.0624/.0601
+    epochs, validation NDCG@10) K = 16/32/64/256 gave .0667/.0696/.0623/.0601
     (``benchmarks/results/tuning-ml-100k/``).
     """
     if num_items < 1:
