@@ -19,6 +19,17 @@ from transformers import AutoConfig, PreTrainedConfig
 
 NUM_SPECIAL_TOKENS = 4
 ENCODER_MODES = ("causal", "bidirectional")
+CODES_PER_CLUSTER = 16  # Kc = 16 at K = 256
+MIN_CLUSTERS = 4
+
+
+def num_clusters_for(codebook_size: int) -> int:
+    """Kc for K codes per level: 16 codes per cluster (Kc = 16 at K = 256), at least 4 clusters (at most K).
+
+    The one rule for the default Kc: the codebook builder and the model config both use it, so a model
+    configured by hand for a codebook of the same K expects the same number of clusters.
+    """
+    return min(codebook_size, max(MIN_CLUSTERS, codebook_size // CODES_PER_CLUSTER))
 
 
 class S2GRConfig(PreTrainedConfig):
@@ -41,7 +52,7 @@ class S2GRConfig(PreTrainedConfig):
         encoder_mode: "bidirectional" (exact TIGER encoder) or "causal" (tokens of item j see items <= j within a
             band of `max_history_items` items; enables the one-pass fast training mode).
         max_history_items: history window in items (TIGER: 20).
-        num_clusters: coarse clusters Kc per level for the alignment loss; `None` means min(16, K).
+        num_clusters: coarse clusters Kc per level for the alignment loss; `None` means `num_clusters_for(K)`.
         align_temperature: tau of the alignment softmax over cosine similarities.
         infonce_temperature: temperature of the in-batch InfoNCE of the auxiliary decoder.
         reg_lambda: lambda, the weight of the first-step regulariser L_Reg (it has no other weight).
@@ -104,7 +115,7 @@ class S2GRConfig(PreTrainedConfig):
         if self.aux_decoder_layers is None:
             self.aux_decoder_layers = max(1, self.decoder_layers // 2)
         if self.num_clusters is None:
-            self.num_clusters = min(16, self.codebook_size)
+            self.num_clusters = num_clusters_for(self.codebook_size)
         self._validate()
         expected_vocab = self.layout_vocab_size
         if self.vocab_size is not None and self.vocab_size != expected_vocab:
@@ -202,4 +213,4 @@ class S2GRConfig(PreTrainedConfig):
 AutoConfig.register("s2gr", S2GRConfig, exist_ok=True)
 S2GRConfig.register_for_auto_class()
 
-__all__ = ["S2GRConfig"]
+__all__ = ["S2GRConfig", "num_clusters_for"]

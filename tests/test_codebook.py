@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from s2gr.configuration_s2gr import S2GRConfig, num_clusters_for
 from s2gr.tokenization import (
     CodebookConfig,
     FrozenQuantizer,
@@ -26,7 +27,6 @@ from s2gr.tokenization import (
     uniformity_loss,
 )
 from s2gr.tokenization.balancing import UsageBalancer, repair_dead_codes
-from s2gr.tokenization.config import num_clusters_for
 from s2gr.tokenization.graph import cooccurrence_counts
 from s2gr.tokenization.kmeans import kmeans
 from s2gr.tokenization.semantic_ids import aligned_features, torch_threads
@@ -291,6 +291,15 @@ def test_codebook_size_is_a_monotone_power_of_two(a: int, b: int) -> None:
     assert 16 <= small <= large <= 256
     assert small & (small - 1) == 0
     assert 1 <= num_clusters_for(small) <= small
+
+
+@given(st.sampled_from([16, 32, 64, 128, 256]))
+def test_model_and_codebook_default_to_the_same_clusters(k: int) -> None:
+    # A model configured by hand for a K-code codebook must expect the codebook's default Kc.
+    assert (
+        S2GRConfig(codebook_size=k).num_clusters
+        == CodebookConfig(codebook_size=k).for_catalog(10**4).num_clusters
+    )
 
 
 def test_default_config_sizes_the_codebook_to_the_catalog(data: tuple[np.ndarray, list[np.ndarray]]) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from ..configuration_s2gr import num_clusters_for
+
 QUANTIZERS = ("rqvae", "rkmeans")
 # TIGER's 256 codes per level on Amazon Beauty (12,101 items) leave about 47 items per first-level code.
 ITEMS_PER_FIRST_CODE = 48
 MIN_CODEBOOK_SIZE, MAX_CODEBOOK_SIZE = 16, 256
-CODES_PER_CLUSTER = 16  # Kc = 16 at K = 256
-MIN_CLUSTERS = 4
 
 
 def codebook_size_for(num_items: int) -> int:
@@ -34,11 +34,6 @@ def codebook_size_for(num_items: int) -> int:
         raise ValueError(f"num_items must be >= 1, got {num_items}")
     nearest = 2 ** round(math.log2(max(num_items / ITEMS_PER_FIRST_CODE, 1.0)))
     return int(min(MAX_CODEBOOK_SIZE, max(MIN_CODEBOOK_SIZE, nearest)))
-
-
-def num_clusters_for(codebook_size: int) -> int:
-    """Kc for K codes per level: 16 codes per cluster (Kc = 16 at K = 256), at least 4 clusters (at most K)."""
-    return min(codebook_size, max(MIN_CLUSTERS, codebook_size // CODES_PER_CLUSTER))
 
 
 @dataclass
