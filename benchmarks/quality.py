@@ -90,7 +90,8 @@ def base_values(args: argparse.Namespace) -> dict[str, Any]:
     if args.model_size == "demo":
         values |= {key: DEMO[key] for key in ("batch_size", "segment_items", "lr", "model")}
     if args.quick:
-        values |= {"epochs": 2, "num_beams": 10, "patience": 0}
+        # one evaluation per run (the final one): the in-between one only costs time in a 2-epoch check
+        values |= {"epochs": 2, "num_beams": 10, "patience": 0, "eval_every_epochs": 2}
     if args.epochs is not None:
         values["epochs"] = args.epochs
     if args.time_budget is not None:
@@ -393,7 +394,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--time-budget", type=float, default=None, help="minutes of training per run")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (a slice)")
-    parser.add_argument("--workers", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs in parallel (processes); default 1, with --quick min(2, cores)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default cores/workers)"
     )
@@ -404,6 +410,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.workers = args.workers or (min(2, os.cpu_count() or 1) if args.quick else 1)
     args.model_size = args.model_size or ("demo" if args.quick else "tiger")
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     args.out = args.out or f"benchmarks/results/quality-{args.dataset}{'-quick' if args.quick else ''}"
