@@ -231,6 +231,8 @@ def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> 
 def cmd_train(args: argparse.Namespace) -> None:
     config = run_config_from_args(args)
     result = train_run(config, resume=args.resume)
+    if not result.is_main_process:  # under `accelerate launch` the main process reports for all
+        return
     print(format_results(result.metrics))
     print(f"model saved to {result.model_dir} ({result.seconds / 60:.1f} min)")
 

@@ -68,6 +68,7 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
 
     # Both processes trained one DDP model and evaluated it identically.
     assert [rank["world_size"] for rank in ranks] == [2, 2]
+    assert [rank["is_main_process"] for rank in ranks] == [True, False]  # only rank 0 writes and reports
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
     evals = [[entry for entry in rank["log_history"] if "eval_ndcg@10" in entry] for rank in ranks]

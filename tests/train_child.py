@@ -63,6 +63,7 @@ def main() -> None:
     }
     summary = {
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "is_main_process": result.is_main_process,
         "metrics": result.metrics,
         "log_history": result.log_history,
         "weights": weights,

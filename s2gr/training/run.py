@@ -50,6 +50,7 @@ class RunResult:
     seconds: float
     model: S2GRForGenerativeRecommendation | None = None  # the final (best-on-validation) model
     log_history: list[dict[str, Any]] = field(default_factory=list)  # trainer.state.log_history
+    is_main_process: bool = True  # False on the other ranks of `accelerate launch`: they wrote nothing
 
 
 def load_run_data(config: RunConfig) -> RecData:
@@ -339,7 +340,15 @@ def train_run(
         (output / "run.json").write_text(json.dumps(summary, indent=2))
         plot_training_curves(trainer.state.log_history, output / "training_curves.png")
     trainer.accelerator.wait_for_everyone()
-    return RunResult(output, model_dir, metrics, seconds, model, trainer.state.log_history)
+    return RunResult(
+        output,
+        model_dir,
+        metrics,
+        seconds,
+        model,
+        trainer.state.log_history,
+        trainer.is_world_process_zero(),
+    )
 
 
 def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> None:
