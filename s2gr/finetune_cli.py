@@ -44,6 +44,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         # Not the training default: a fine-tuning run must not overwrite the base run's folder.
         config = dataclasses.replace(config, output_dir=DEFAULT_OUTPUT_DIR)
     result = finetune_run(args.base, config, lora=args.lora, lora_rank=args.lora_rank)
+    if not result.is_main_process:  # under `accelerate launch` the main process reports for all
+        return
     print(format_results(result.metrics))
     print(f"{len(result.new_items):,} new items got Semantic IDs from the frozen codebook")
     if result.adapter_dir is not None:

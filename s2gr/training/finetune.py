@@ -332,6 +332,7 @@ def finetune_run(
         seconds=seconds,
         model=trained,
         log_history=trainer.state.log_history,
+        is_main_process=main_process,
         adapter_dir=adapter_dir,
         new_items=new_items,
     )

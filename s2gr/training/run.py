@@ -323,7 +323,8 @@ def train_run(
     )
     model = new_model(catalog.tokenizer, config)
     trainer = build_trainer(config, data, catalog.tokenizer, model, **training_overrides)
-    if trainer.is_world_process_zero():
+    main_process = trainer.is_world_process_zero()
+    if main_process:
         config.save(output / "run_config.yaml")
         plot_code_usage(
             catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size, output / CODE_USAGE_PLOT
@@ -334,7 +335,7 @@ def train_run(
     seconds = time.perf_counter() - started
     model_dir = output / MODEL_DIR
     summary = run_summary(config, data, catalog.tokenizer, catalog.stats, model, metrics, seconds)
-    if trainer.is_world_process_zero():
+    if main_process:
         save_model(model, catalog.tokenizer, model_dir, summary)
         (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (output / "run.json").write_text(json.dumps(summary, indent=2))
@@ -347,7 +348,7 @@ def train_run(
         seconds,
         model,
         trainer.state.log_history,
-        trainer.is_world_process_zero(),
+        main_process,
     )
 
 
