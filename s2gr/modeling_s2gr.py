@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -395,12 +395,29 @@ class _DecodingTrie:
     """The catalog trie on the model's device, in the CSR form of ARCHITECTURE.md (`tokenizer.prefix_tables()`).
 
     offsets[j] (n_j + 1,), codes[j] (n_{j+1},), items (N,); fan_out[j] = the largest child count at depth j.
+    Built once per call of `recommend`, so the ancestry below is computed once, not per batch:
+    parents[j] (n_{j+1},) the depth-j parent of each depth-(j+1) node for j < L, and parents[L] (N,) the depth-L
+    node of each item (by item index); sizes[j] (n_{j+1},) how many catalog items lie below each depth-(j+1) node.
     """
 
     offsets: list[torch.Tensor]
     codes: list[torch.Tensor]
     items: torch.Tensor
     fan_out: list[int]
+    parents: list[torch.Tensor] = field(init=False)
+    sizes: list[torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        levels = len(self.codes) - 1
+        self.parents = [self._parents(j) for j in range(levels)]
+        self.parents.append(torch.empty_like(self.items).scatter_(0, self.items, self._parents(levels)))
+        self.sizes = [torch.empty(0, dtype=torch.long)] * levels
+        below, node = torch.ones_like(self.items), self.parents[levels]  # one item per leaf
+        for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
+            below = torch.zeros(len(self.parents[j]), dtype=torch.long, device=node.device).index_add_(
+                0, node, below
+            )
+            self.sizes[j], node = below, self.parents[j]
 
     def children(self, step: int, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nodes (B, W) at depth `step` -> their allowed codes and children (B, W, m_step), padded with -1.
@@ -417,8 +434,8 @@ class _DecodingTrie:
             child = self.items[child]
         return allowed, child.masked_fill(~valid, -1)
 
-    def parents(self, step: int) -> torch.Tensor:
-        """(n_{step+1},) the depth-`step` parent of each depth-(step+1) node."""
+    def _parents(self, step: int) -> torch.Tensor:
+        """(n_{step+1},) the depth-`step` parent of each depth-(step+1) node (or leaf, at the last step)."""
         offsets = self.offsets[step]
         return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets.diff())
 
@@ -426,29 +443,21 @@ class _DecodingTrie:
 def _fully_excluded_nodes(trie: _DecodingTrie, exclude_items: torch.Tensor) -> list[torch.Tensor]:
     """Per code level j < L: (B, n_{j+1}) True where every catalog item below that trie node is excluded.
 
-    exclude_items (B, H), -1 padded. Item counts are pushed up the trie level by level.
+    exclude_items (B, H), -1 padded. Excluded-item counts are pushed up the trie level by level and compared
+    with the trie's subtree sizes.
     """
     batch, levels = exclude_items.shape[0], len(trie.codes) - 1
     exclude_items = exclude_items.sort(dim=1).values
     repeated = F.pad(exclude_items[:, 1:] == exclude_items[:, :-1], (1, 0), value=False)
     exclude_items = exclude_items.masked_fill(repeated, -1)  # an item listed twice must count once
-    # parents[j]: (n_{j+1},) depth-j parent of each depth-(j+1) node; the last: of each item (by item index).
-    parents = [trie.parents(j) for j in range(levels)]
-    parents.append(torch.empty_like(trie.items).scatter_(0, trie.items, trie.parents(levels)))
     valid = exclude_items >= 0
-    node = parents[levels][exclude_items.clamp(min=0)]  # (B, H) depth-L node of each excluded item
-    total = torch.ones_like(parents[levels])  # one item per leaf
-    node_all = parents[levels]
+    node = trie.parents[levels][exclude_items.clamp(min=0)]  # (B, H) depth-L node of each excluded item
     dead = [None] * levels
     for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
-        size = torch.zeros(parents[j].shape[0], dtype=torch.long, device=node.device).index_add_(
-            0, node_all, total
-        )
-        excluded = torch.zeros(batch, size.shape[0], dtype=torch.long, device=node.device)
+        excluded = torch.zeros(batch, len(trie.sizes[j]), dtype=torch.long, device=node.device)
         excluded.scatter_add_(1, node, valid.long())
-        dead[j] = excluded >= size[None, :]
-        total, node_all = size, parents[j]
-        node = parents[j][node]
+        dead[j] = excluded >= trie.sizes[j][None, :]
+        node = trie.parents[j][node]
     return dead
 
 
