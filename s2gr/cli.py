@@ -7,6 +7,8 @@ import copy
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -153,6 +155,13 @@ def add_codebook_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-uniformity", action="store_true", help="no code repulsion loss")
     group.add_argument("--codebook-seed", type=int, default=0)
     group.add_argument("--encoder", default=DEFAULT_ENCODER, help="item text encoder (name or folder)")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any CodebookConfig field, applied after the flags above, e.g. balance_cap=0.2",
+    )
 
 
 def codebook_from_args(args: argparse.Namespace) -> CodebookConfig:
@@ -171,7 +180,12 @@ def codebook_from_args(args: argparse.Namespace) -> CodebookConfig:
         config.balance = config.balance_at_assign = config.reset_dead_codes = False
     if args.no_uniformity:
         config.uniformity_weight = 0.0
-    return config
+    try:
+        fields = apply_assignments({}, args.set)
+        return replace(config, **fields)
+    except (ValueError, TypeError) as error:  # TypeError: a field CodebookConfig does not have
+        known = ", ".join(f.name for f in dataclass_fields(CodebookConfig))
+        raise ValueError(f"--set: {error}. Codebook fields: {known}.") from None
 
 
 def cmd_build_codebook(args: argparse.Namespace) -> None:

@@ -404,3 +404,24 @@ def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:
         run_config_from_args(parser.parse_args(["--set", "epochs"]))
     with pytest.raises(ValueError, match="unknown field"):
         run_config_from_args(parser.parse_args(["--set", "epoch=3"]))
+
+
+def test_codebook_flags_then_set_reach_every_codebook_field() -> None:
+    import argparse
+
+    from s2gr.cli import add_codebook_args, codebook_from_args
+
+    parser = argparse.ArgumentParser()
+    add_codebook_args(parser)
+    args = ["--no-uniformity", "--set", "balance_cap=0.2", "--set", "hidden_dims=[64, 32]", "--clusters", "8"]
+    config = codebook_from_args(parser.parse_args(args))
+    assert config.balance_cap == 0.2 and config.hidden_dims == (64, 32)
+    assert config.uniformity_weight == 0.0 and config.num_clusters == 8 and config.balance  # the rest stays
+    # --set comes after the flags: it can switch back on what a flag switched off
+    config = codebook_from_args(parser.parse_args(["--no-balance", "--set", "reset_dead_codes=true"]))
+    assert config.reset_dead_codes and not config.balance
+    # an unknown field: the message lists the known ones
+    with pytest.raises(ValueError, match=r"--set: .*balance_cap"):
+        codebook_from_args(parser.parse_args(["--set", "balance_cp=0.2"]))
+    with pytest.raises(ValueError, match=r"--set: .*balance_cap must be >= 0"):
+        codebook_from_args(parser.parse_args(["--set", "balance_cap=-1"]))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import TINY_CODEBOOK, TINY_MODEL
 
 from s2gr.cli import main
 from s2gr.data import RecData, embed_items, load_data
@@ -34,15 +35,8 @@ from s2gr.training.finetune import (
 from s2gr.training.run import train_run
 
 TINY = {
-    "model": {
-        "d_model": 32,
-        "num_heads": 2,
-        "d_kv": 16,
-        "d_ff": 64,
-        "encoder_layers": 1,
-        "decoder_layers": 1,
-    },
-    "codebook": {"codebook_size": 16, "num_clusters": 4, "epochs": 5, "warmup_epochs": 2},
+    "model": TINY_MODEL,
+    "codebook": TINY_CODEBOOK,
     "batch_size": 16,
     "eval_batch_size": 128,
     "num_beams": 10,
