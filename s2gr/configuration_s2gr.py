@@ -57,6 +57,9 @@ class S2GRConfig(PreTrainedConfig):
         infonce_temperature: temperature of the in-batch InfoNCE of the auxiliary decoder.
         reg_lambda: lambda, the weight of the first-step regulariser L_Reg (it has no other weight).
         rec_loss_weight, align_loss_weight, infonce_loss_weight: weights of the other loss terms.
+        aux_detach_memory: the auxiliary decoder reads a stop-gradient copy of the encoder states, so InfoNCE
+            trains only that decoder and the encoder learns from the next-SID, alignment and L_Reg terms alone
+            (the paper does not say; off by default, an ablation).
     """
 
     model_type = "s2gr"
@@ -93,6 +96,7 @@ class S2GRConfig(PreTrainedConfig):
     rec_loss_weight: float = 1.0
     align_loss_weight: float = 1.0
     infonce_loss_weight: float = 1.0
+    aux_detach_memory: bool = False
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2

@@ -27,7 +27,8 @@ Losses (each returned in `S2GRModelOutput`)
   on the SID codes"). A per-token mean would weigh it L + 1 times less against the per-target alignment and
   InfoNCE terms; on the MovieLens-100K demo the per-SID sum gave validation NDCG@10 .0667 vs .0613.
 * align(l) = CE over softmax_k(cos(t_l, c_{l,k}) / tau) with target g_l(s_l); `align_loss` is the sum over l.
-* infonce: auxiliary decoder (`aux_decoder_layers` deep, input BOS, same encoder memory) gives v_g; in-batch
+* infonce: auxiliary decoder (`aux_decoder_layers` deep, input BOS, same encoder memory, detached with
+  `aux_detach_memory`) gives v_g; in-batch
   InfoNCE of v_g against v_bar = mean of the target's L code embeddings (stop-gradient); in-batch negatives with
   the same L codes are masked out.
 * reg: 1 - cos(t_1, stopgrad(v_g)), weighted by lambda (`reg_lambda`).
@@ -774,7 +775,8 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             out.align_loss_per_level = self._align_loss(thoughts[valid], codes[valid], norm)
             out.align_loss = out.align_loss_per_level.sum()
         if config.num_thinking and (config.infonce_loss_weight > 0 or config.reg_lambda > 0):
-            aux_memory = self.aux_decoder.project_memory(states, memory_bias)
+            aux_states = states.detach() if config.aux_detach_memory else states
+            aux_memory = self.aux_decoder.project_memory(aux_states, memory_bias)
             v_g = self.aux_decoder(self._bos(code_ids.shape[0]), aux_memory, None)[0][:, 0][valid]  # (N, d)
             out.infonce_loss = self._infonce_loss(v_g, code_ids[valid], norm)
             first_thought = thoughts[valid][:, 0]

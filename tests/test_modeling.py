@@ -241,6 +241,21 @@ def test_loss_weights_are_applied() -> None:
     )
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_aux_detach_memory_keeps_infonce_out_of_the_encoder(detach: bool) -> None:
+    model = tiny_model(thinking=True, aux_detach_memory=detach)
+    input_ids, attention_mask, labels = batch_inputs(model.config, make_catalog(20))
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    out.infonce_loss.backward()
+    # The encoder's own layers; the shared embedding table also feeds the auxiliary decoder's BOS input.
+    encoder_grads = [p.grad for p in model.encoder.layers.parameters() if p.grad is not None]
+    aux_grads = [p.grad for p in model.aux_decoder.parameters() if p.grad is not None]
+    assert aux_grads and all(torch.isfinite(g).all() for g in aux_grads)
+    assert any(g.abs().sum() > 0 for g in aux_grads)  # the auxiliary decoder learns either way
+    reached_encoder = any(g.abs().sum() > 0 for g in encoder_grads)
+    assert reached_encoder is not detach
+
+
 def test_num_items_in_batch_gives_big_batch_scale() -> None:
     model = tiny_model(thinking=True)
     config = model.config
