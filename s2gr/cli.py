@@ -182,6 +182,11 @@ def codebook_from_args(args: argparse.Namespace) -> CodebookConfig:
         config.uniformity_weight = 0.0
     try:
         fields = apply_assignments({}, args.set)
+        nested = [name for name, value in fields.items() if isinstance(value, dict)]
+        if nested:  # a dotted key would put a dict into a flat field
+            raise ValueError(
+                f"codebook fields are flat, write FIELD=VALUE (e.g. balance_cap=0.2), got {nested}"
+            )
         return replace(config, **fields)
     except (ValueError, TypeError) as error:  # TypeError: a field CodebookConfig does not have
         known = ", ".join(f.name for f in dataclass_fields(CodebookConfig))

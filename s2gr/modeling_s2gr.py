@@ -412,13 +412,14 @@ class _DecodingTrie:
         levels = len(self.codes) - 1
         self.parents = [self._parents(j) for j in range(levels)]
         self.parents.append(torch.empty_like(self.items).scatter_(0, self.items, self._parents(levels)))
-        self.sizes = [torch.empty(0, dtype=torch.long)] * levels
+        self.sizes = []
         below, node = torch.ones_like(self.items), self.parents[levels]  # one item per leaf
         for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
             below = torch.zeros(len(self.parents[j]), dtype=torch.long, device=node.device).index_add_(
                 0, node, below
             )
-            self.sizes[j], node = below, self.parents[j]
+            self.sizes.insert(0, below)
+            node = self.parents[j]
 
     def children(self, step: int, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nodes (B, W) at depth `step` -> their allowed codes and children (B, W, m_step), padded with -1.

@@ -425,3 +425,9 @@ def test_codebook_flags_then_set_reach_every_codebook_field() -> None:
         codebook_from_args(parser.parse_args(["--set", "balance_cp=0.2"]))
     with pytest.raises(ValueError, match=r"--set: .*balance_cap must be >= 0"):
         codebook_from_args(parser.parse_args(["--set", "balance_cap=-1"]))
+    for dotted in (
+        "balance.cap=0.2",
+        "codebook.balance_cap=0.2",
+    ):  # RunConfig's spelling is not a codebook field
+        with pytest.raises(ValueError, match="--set: codebook fields are flat"):
+            codebook_from_args(parser.parse_args(["--set", dotted]))
