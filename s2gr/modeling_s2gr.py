@@ -28,9 +28,8 @@ Losses (each returned in `S2GRModelOutput`)
   InfoNCE terms; on the MovieLens-100K demo the per-SID sum gave validation NDCG@10 .0667 vs .0613.
 * align(l) = CE over softmax_k(cos(t_l, c_{l,k}) / tau) with target g_l(s_l); `align_loss` is the sum over l.
 * infonce: auxiliary decoder (`aux_decoder_layers` deep, input BOS, same encoder memory, detached with
-  `aux_detach_memory`) gives v_g; in-batch
-  InfoNCE of v_g against v_bar = mean of the target's L code embeddings (stop-gradient); in-batch negatives with
-  the same L codes are masked out.
+  `aux_detach_memory`) gives v_g; in-batch InfoNCE of v_g against v_bar = mean of the target's L code
+  embeddings (stop-gradient); in-batch negatives with the same L codes are masked out.
 * reg: 1 - cos(t_1, stopgrad(v_g)), weighted by lambda (`reg_lambda`).
 * loss = rec_loss_weight*rec + align_loss_weight*align + infonce_loss_weight*infonce + reg_lambda*reg.
 * `num_items_in_batch` (as counted by `transformers.Trainer`: label tokens of the whole accumulated batch, i.e.
