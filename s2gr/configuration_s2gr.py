@@ -57,6 +57,8 @@ class S2GRConfig(PreTrainedConfig):
         infonce_temperature: temperature of the in-batch InfoNCE of the auxiliary decoder.
         reg_lambda: lambda, the weight of the first-step regulariser L_Reg (it has no other weight).
         rec_loss_weight, align_loss_weight, infonce_loss_weight: weights of the other loss terms.
+        label_smoothing: epsilon of the next-SID cross-entropy, spread over the valid codes of each step
+            (the dedup step has only `dedup_size`); 0 (the default) is plain cross-entropy.
         aux_detach_memory: the auxiliary decoder reads a stop-gradient copy of the encoder states, so InfoNCE
             trains only that decoder and the encoder learns from the next-SID, alignment and L_Reg terms alone
             (the paper does not say; off by default, an ablation).
@@ -96,6 +98,7 @@ class S2GRConfig(PreTrainedConfig):
     rec_loss_weight: float = 1.0
     align_loss_weight: float = 1.0
     infonce_loss_weight: float = 1.0
+    label_smoothing: float = 0.0
     aux_detach_memory: bool = False
     pad_token_id: int = 0
     bos_token_id: int = 1
@@ -162,6 +165,8 @@ class S2GRConfig(PreTrainedConfig):
             )
         if self.encoder_mode not in ENCODER_MODES:
             raise ValueError(f"encoder_mode must be one of {ENCODER_MODES}, got {self.encoder_mode!r}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}.")
         for name in ("align_temperature", "infonce_temperature", "layer_norm_epsilon", "initializer_factor"):

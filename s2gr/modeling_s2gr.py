@@ -724,6 +724,23 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         sums = torch.einsum("lkc,lkd->lcd", members, embeddings)
         return sums / counts.clamp(min=1)[..., None], counts > 0
 
+    def _rec_loss(self, code_logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Summed next-SID cross-entropy of (N, L + 1, C) logits against local codes (N, L + 1), smoothed by
+        `label_smoothing` over each step's valid codes only (`F.cross_entropy`'s own smoothing would also
+        spread mass onto the padding columns of the narrower dedup step)."""
+        nll = F.cross_entropy(code_logits.flatten(0, 1), codes.flatten(), reduction="sum")
+        epsilon = self.config.label_smoothing
+        if not epsilon:
+            return nll
+        sizes = torch.tensor(
+            [self.config.level_size(j) for j in range(self.config.num_code_steps)], device=codes.device
+        )
+        columns = torch.arange(code_logits.shape[-1], device=codes.device)
+        padding = columns[None, :] >= sizes[:, None]  # (L+1, C)
+        log_probs = code_logits.float().log_softmax(-1).masked_fill(padding, 0.0)
+        smooth = -(log_probs.sum(-1) / sizes).sum()  # cross-entropy against the uniform over valid codes
+        return (1 - epsilon) * nll + epsilon * smooth
+
     def _align_loss(self, thoughts: torch.Tensor, codes: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
         """thoughts (N, L, d), local codes (N, L + 1) -> per-level alignment loss (L,)."""
         centroids, nonempty = self._cluster_centroids()
@@ -769,7 +786,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         else:  # label tokens of the accumulated batch -> its number of targets
             norm = torch.as_tensor(num_items_in_batch, dtype=code_logits.dtype, device=code_logits.device)
             norm = norm / config.label_length
-        rec = F.cross_entropy(code_logits[valid].flatten(0, 1), codes[valid].flatten(), reduction="sum")
+        rec = self._rec_loss(code_logits[valid], codes[valid])
         out = S2GRModelOutput(rec_loss=rec / norm, code_logits=code_logits, thinking_states=thoughts)
         if config.num_thinking and config.align_loss_weight > 0:
             out.align_loss_per_level = self._align_loss(thoughts[valid], codes[valid], norm)

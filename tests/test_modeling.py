@@ -241,6 +241,26 @@ def test_loss_weights_are_applied() -> None:
     )
 
 
+def test_label_smoothing_spreads_over_the_valid_codes_of_each_step() -> None:
+    plain = tiny_model(thinking=True)
+    smoothed = tiny_model(thinking=True, label_smoothing=0.2)
+    smoothed.load_state_dict(plain.state_dict())
+    input_ids, attention_mask, labels = batch_inputs(plain.config, make_catalog(20))
+    a = plain(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    b = smoothed(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    codes = plain._labels_to_code_ids(labels) - torch.tensor([plain.config.code_offset(j) for j in range(4)])
+    # Per target: 0.8 × NLL + 0.2 × mean over the K (levels) or D (dedup) valid codes of −log p.
+    expected = 0.0
+    for logits, target in zip(a.code_logits, codes, strict=True):
+        for step, size in enumerate([CODES] * LEVELS + [DEDUP]):
+            log_probs = logits[step, :size].log_softmax(-1)
+            expected += -(0.8 * log_probs[target[step]] + 0.2 * log_probs.mean())
+    torch.testing.assert_close(b.rec_loss, expected / len(codes))
+    assert torch.isfinite(b.loss)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tiny_config(label_smoothing=1.0)
+
+
 @pytest.mark.parametrize("detach", [False, True])
 def test_aux_detach_memory_keeps_infonce_out_of_the_encoder(detach: bool) -> None:
     model = tiny_model(thinking=True, aux_detach_memory=detach)
