@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 
@@ -64,6 +65,30 @@ def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
     assert len({row.count("|") for row in rows}) == 1
     assert "S2GR vs TIGER test NDCG@10" in done.stdout and "S2GR vs SASRec" in done.stdout
     assert (out / "quality.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    # The paired bootstrap ranks the same users the same way: its per-group means are the table's means.
+    seed_runs = {
+        method: [str(out / "runs" / f"{method}-seed{seed}") for seed in (0, 1)]
+        for method in ("s2gr", "tiger")
+    }
+    paired_out = tmp_path / "paired.json"
+    run_script(
+        "paired.py",
+        "--a",
+        *seed_runs["s2gr"],
+        "--b",
+        *seed_runs["tiger"],
+        "--num-beams",
+        "5",
+        "--resamples",
+        "200",
+        "--out",
+        str(paired_out),
+    )
+    paired = json.loads(paired_out.read_text())
+    assert paired["users"] == len(data.splits["test"])
+    assert paired["mean_a"] == pytest.approx(summary["s2gr"]["test/ndcg@10"])
+    assert paired["mean_b"] == pytest.approx(summary["tiger"]["test/ndcg@10"])
+    assert paired["ci95_low"] <= paired["relative_difference"] <= paired["ci95_high"]
     # A rerun reuses every finished run and rebuilds the same report.
     stamps = {path: path.stat().st_mtime for path in (out / "runs").glob("*/result.json")}
     run_script("quality.py", *args)
@@ -135,3 +160,29 @@ def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
     summary["s2gr"]["test/ndcg@10/values"] = [0.1305]
     versus_tiger = quality.targets(summary)[0]
     assert "+113.9%" in versus_tiger and versus_tiger.endswith("not checked: needs --seeds ≥ 2")
+
+
+def test_paired_bootstrap_scores_and_interval() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import paired
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rankings = [["a", "b", "c"], ["c", "a"], ["b"], ["x"] * 3]
+    targets = ["a", "a", "c", "y"]
+    scores = paired.user_ndcg(rankings, targets)
+    assert scores.tolist() == pytest.approx([1.0, 1 / np.log2(3), 0.0, 0.0])
+    assert scores.mean() == pytest.approx(ranking_metrics(rankings, targets)["ndcg@10"])
+    rng = np.random.default_rng(0)
+    b = rng.random(500) * (rng.random(500) < 0.2)
+    same = paired.paired_bootstrap(b, b, resamples=300)
+    assert same["relative_difference"] == 0.0 and same["ci95_low"] == same["ci95_high"] == 0.0
+    # A uniform 20 % lift is a ratio every resample keeps: the interval collapses onto it.
+    lifted = paired.paired_bootstrap(1.2 * b, b, resamples=300)
+    assert lifted["relative_difference"] == pytest.approx(0.2)
+    assert lifted["ci95_low"] == pytest.approx(0.2) and lifted["ci95_high"] == pytest.approx(0.2)
+    # Unrelated noise of the same mean: the interval straddles 0.
+    noisy = paired.paired_bootstrap(rng.permutation(b), b, resamples=300)
+    assert noisy["ci95_low"] < 0.0 < noisy["ci95_high"]
+    with pytest.raises(ValueError, match="equal-length"):
+        paired.paired_bootstrap(b, b[:10])
