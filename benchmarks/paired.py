@@ -13,22 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def user_ndcg(rankings: Sequence[Sequence[str]], targets: Sequence[str], k: int = 10) -> np.ndarray:
-    """Per-user NDCG@k of one held-out target: 1 / log2(rank + 2) when it is in the top k, else 0."""
-    scores = np.zeros(len(targets))
-    for user, (ranking, target) in enumerate(zip(rankings, targets, strict=True)):
-        top = list(ranking[:k])
-        if target in top:
-            scores[user] = 1.0 / math.log2(top.index(target) + 2)
-    return scores
 
 
 def paired_bootstrap(
@@ -56,8 +45,10 @@ def paired_bootstrap(
 def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     """Per-user NDCG@10 of one run's saved model on ``split``, seen items excluded."""
     from s2gr.cli import load_checkpoint
+    from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig
     from s2gr.training.evaluation import seen_items
+    from s2gr.training.recommend import rank_split
     from s2gr.training.run import load_run_data
 
     if not (run / "run_config.yaml").is_file() or not (run / "model").is_dir():
@@ -65,10 +56,8 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     data = load_run_data(RunConfig.from_yaml(run / "run_config.yaml"))
     model, tokenizer = load_checkpoint(str(run / "model"), "cpu")
     rows = data.splits[split]
-    rankings = model.recommend_items(
-        tokenizer, rows["history"], top_k=10, num_beams=num_beams, exclude=seen_items(data.splits, split)
-    )
-    return user_ndcg(rankings, rows["target"])
+    rankings = rank_split(model, tokenizer, rows, seen=seen_items(data.splits, split), num_beams=num_beams)
+    return np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
 
 
 def group_scores(runs: Sequence[str], split: str, num_beams: int) -> np.ndarray:

@@ -666,16 +666,22 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         table = self.shared.weight[start : start + self.config.level_size(level)]
         return (h * self.config.d_model**-0.5) @ table.T
 
+    def _step_columns(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes per step (L + 1,) and which of the C = max(K, D) logit columns are padding (L + 1, C)."""
+        config = self.config
+        sizes = torch.tensor([config.level_size(j) for j in range(config.num_code_steps)], device=device)
+        local = torch.arange(max(config.codebook_size, config.dedup_size), device=device)
+        return sizes, local[None, :] >= sizes[:, None]
+
     def _code_logits(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., L + 1, d) -> (..., L + 1, C) per-step logits, C = max(K, D), padding at the dtype minimum."""
         config = self.config
-        width = max(config.codebook_size, config.dedup_size)
-        local = torch.arange(width, device=h.device)
-        sizes = torch.tensor([config.level_size(j) for j in range(config.num_code_steps)], device=h.device)
+        sizes, padding = self._step_columns(h.device)
+        local = torch.arange(padding.shape[1], device=h.device)
         offsets = torch.tensor([config.code_offset(j) for j in range(config.num_code_steps)], device=h.device)
         rows = offsets[:, None] + torch.minimum(local[None, :], sizes[:, None] - 1)  # (L+1, C) token ids
         logits = torch.einsum("...ld,lcd->...lc", h * config.d_model**-0.5, self.shared.weight[rows])
-        return logits.masked_fill(local[None, :] >= sizes[:, None], torch.finfo(logits.dtype).min)
+        return logits.masked_fill(padding, torch.finfo(logits.dtype).min)
 
     def _local_codes(self, code_ids: torch.Tensor) -> torch.Tensor:
         """(..., L + 1) token ids -> local codes."""
@@ -732,11 +738,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         epsilon = self.config.label_smoothing
         if not epsilon:
             return nll
-        sizes = torch.tensor(
-            [self.config.level_size(j) for j in range(self.config.num_code_steps)], device=codes.device
-        )
-        columns = torch.arange(code_logits.shape[-1], device=codes.device)
-        padding = columns[None, :] >= sizes[:, None]  # (L+1, C)
+        sizes, padding = self._step_columns(codes.device)
         log_probs = code_logits.float().log_softmax(-1).masked_fill(padding, 0.0)
         smooth = -(log_probs.sum(-1) / sizes).sum()  # cross-entropy against the uniform over valid codes
         return (1 - epsilon) * nll + epsilon * smooth

@@ -248,7 +248,7 @@ def test_label_smoothing_spreads_over_the_valid_codes_of_each_step() -> None:
     input_ids, attention_mask, labels = batch_inputs(plain.config, make_catalog(20))
     a = plain(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
     b = smoothed(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-    codes = plain._labels_to_code_ids(labels) - torch.tensor([plain.config.code_offset(j) for j in range(4)])
+    codes = plain._local_codes(plain._labels_to_code_ids(labels))
     # Per target: 0.8 × NLL + 0.2 × mean over the K (levels) or D (dedup) valid codes of −log p.
     expected = 0.0
     for logits, target in zip(a.code_logits, codes, strict=True):

@@ -10,6 +10,32 @@ from ..tokenization_s2gr import S2GRTokenizer
 from .evaluation import DEFAULT_CUTOFFS, ranking_metrics
 
 
+def rank_split(
+    model,
+    tokenizer: S2GRTokenizer,
+    rows: Dataset,
+    *,
+    seen: Sequence[Sequence[str]] | None = None,
+    num_beams: int = 20,
+    top_k: int = max(DEFAULT_CUTOFFS),
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[list[str]]:
+    """Top-k item ids of ``model`` for each of the validation or test ``rows`` (``history``), best first.
+
+    With ``seen`` (each user's full pre-target item list) seen items are excluded from the rankings.
+    """
+    return model.recommend_items(  # ships with every checkpoint: Hub users rank the same way
+        tokenizer,
+        rows["history"],
+        top_k=top_k,
+        num_beams=num_beams,
+        exclude=seen,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
 def evaluate_split(
     model,
     tokenizer: S2GRTokenizer,
@@ -21,16 +47,15 @@ def evaluate_split(
     batch_size: int = 256,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Recall@K / NDCG@K of ``model`` on validation or test ``rows`` (``history``, ``target``).
-
-    With ``seen`` (each user's full pre-target item list) seen items are excluded from the rankings.
-    """
-    rankings = model.recommend_items(  # ships with every checkpoint: Hub users rank the same way
+    """Recall@K / NDCG@K of ``model`` on validation or test ``rows`` (``history``, ``target``), ranked by
+    ``rank_split`` (seen items excluded when ``seen`` is given)."""
+    rankings = rank_split(
+        model,
         tokenizer,
-        rows["history"],
-        top_k=max(cutoffs),
+        rows,
+        seen=seen,
         num_beams=num_beams,
-        exclude=seen,
+        top_k=max(cutoffs),
         batch_size=batch_size,
         progress=progress,
     )

@@ -54,16 +54,22 @@ class Recommendation(evaluate.Metric):
     def _compute(self, predictions, references, k=(5, 10)):
         if len(predictions) == 0:
             raise ValueError("No predictions: evaluate at least one user.")
-        cutoffs = sorted({int(cut) for cut in k})
-        if cutoffs[0] < 1:
-            raise ValueError(f"Cut-offs must be ≥ 1, got {list(k)}.")
-        ranks = [_rank(ranking, target) for ranking, target in zip(predictions, references, strict=True)]
-        result = {}
-        for cut in cutoffs:
-            hits = [rank for rank in ranks if rank is not None and rank <= cut]
-            result[f"recall@{cut}"] = len(hits) / len(ranks)
-            result[f"ndcg@{cut}"] = sum(1.0 / math.log2(rank + 1) for rank in hits) / len(ranks)
-        return result
+        scores = per_user_scores(predictions, references, k)
+        return {name: sum(values) / len(values) for name, values in scores.items()}
+
+
+def per_user_scores(predictions, references, k=(5, 10)):
+    """Each user's Recall@K and NDCG@K (lists in user order): what ``compute`` averages, for paired tests."""
+    cutoffs = sorted({int(cut) for cut in k})
+    if cutoffs[0] < 1:
+        raise ValueError(f"Cut-offs must be ≥ 1, got {list(k)}.")
+    ranks = [_rank(ranking, target) for ranking, target in zip(predictions, references, strict=True)]
+    result = {}
+    for cut in cutoffs:
+        hits = [rank if rank is not None and rank <= cut else None for rank in ranks]
+        result[f"recall@{cut}"] = [float(rank is not None) for rank in hits]
+        result[f"ndcg@{cut}"] = [0.0 if rank is None else 1.0 / math.log2(rank + 1) for rank in hits]
+    return result
 
 
 def _rank(ranking, target):
