@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,15 @@ from s2gr.training.evaluation import most_popular, ranking_metrics
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+def benchmark_module(name: str):
+    """A script of benchmarks/ imported as a module (the folder is not a package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def tiny_sets() -> list[str]:
@@ -133,11 +143,7 @@ def _summary_entry(validation: float, tests: list[float]) -> dict:
 
 
 def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import quality
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    quality = benchmark_module("quality")
     summary = {
         "s2gr": _summary_entry(0.050, [0.050, 0.052]),
         "thinking-only": _summary_entry(0.060, [0.070, 0.072]),
@@ -164,11 +170,7 @@ def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
 
 
 def test_paired_bootstrap_scores_and_interval() -> None:
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import paired
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    paired = benchmark_module("paired")
     rankings = [["a", "b", "c"], ["c", "a"], ["b"], ["x"] * 3]
     targets = ["a", "a", "c", "y"]
     scores = per_user_scores(rankings, targets, k=[10])["ndcg@10"]
@@ -187,3 +189,15 @@ def test_paired_bootstrap_scores_and_interval() -> None:
     assert noisy["ci95_low"] < 0.0 < noisy["ci95_high"]
     with pytest.raises(ValueError, match="equal-length"):
         paired.paired_bootstrap(b, b[:10])
+
+
+def test_every_method_reads_the_data_settings_of_set() -> None:
+    """SASRec and most-popular load the split through ``base_data``: ``--set max_history`` must reach them."""
+    quality = benchmark_module("quality")
+    args = quality.parse_args(["--max-users", str(MAX_USERS), "--set", "max_history=3", "--set", "kcore=10"])
+    data = quality.base_data(quality.base_values(args))
+    assert (data.max_history, data.kcore) == (3, 10)
+    assert max(len(history) for history in data.splits["test"]["history"]) == 3
+    default = quality.base_data(quality.base_values(quality.parse_args(["--max-users", str(MAX_USERS)])))
+    assert max(len(history) for history in default.splits["test"]["history"]) == 20
+    assert len(data.items) < len(default.items)  # the stricter k-core drops items
