@@ -109,25 +109,12 @@ def run_config(method: str, seed: int, base: dict[str, Any], folder: Path) -> Ru
     return RunConfig.from_dict(values, source=method)
 
 
-# RunConfig's data fields: every method reads the same split and history length from them.
-DATA_FIELDS = (
-    "dataset",
-    "interactions",
-    "items",
-    "columns",
-    "kcore",
-    "max_history",
-    "max_users",
-    "cache_dir",
-)
-
-
 def base_data(base: dict[str, Any]):
-    """The data set every method shares: the generative runs' data fields (``--set max_history=50``
-    included), through ``load_run_data``."""
+    """The data set every method shares: ``load_run_data`` of the generative runs' config, so every data
+    field of ``--set`` (``max_history``, ``kcore``, ...) reaches SASRec and most-popular too."""
     from s2gr.training.run import load_run_data
 
-    return load_run_data(RunConfig.from_dict({key: base[key] for key in DATA_FIELDS if key in base}))
+    return load_run_data(RunConfig.from_dict(base))
 
 
 def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -> dict[str, Any]:
