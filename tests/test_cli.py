@@ -406,6 +406,28 @@ def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:
         run_config_from_args(parser.parse_args(["--set", "epoch=3"]))
 
 
+def test_demo_preset_is_the_base_and_flags_override_it() -> None:
+    import argparse
+
+    from s2gr.cli import add_run_args, run_config_from_args
+    from s2gr.training.config import RunConfig
+    from s2gr.training.presets import DEMO
+
+    parser = argparse.ArgumentParser()
+    add_run_args(parser)
+    config = run_config_from_args(parser.parse_args([]), base=DEMO)
+    # the history length chosen on ML-100K's validation split, not RunConfig's general default
+    assert config.dataset == "ml-100k" and config.max_history == 10 != RunConfig().max_history
+    assert config.model == DEMO["model"] and config.time_budget_minutes == DEMO["time_budget_minutes"]
+    changed = run_config_from_args(
+        parser.parse_args(["--epochs", "2", "--set", "max_history=20", "--set", "model.d_model=32"]),
+        base=DEMO,
+    )
+    assert (changed.epochs, changed.max_history, changed.model["d_model"]) == (2, 20, 32)
+    # --set changed the run's copy, not the preset
+    assert changed.model["num_heads"] == DEMO["model"]["num_heads"] and DEMO["model"]["d_model"] == 64
+
+
 def test_codebook_flags_then_set_reach_every_codebook_field() -> None:
     import argparse
 
