@@ -139,11 +139,14 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
     from baselines.sasrec import SASRecConfig, train_sasrec
 
     data = base_data(base)
-    config = SASRecConfig(seed=seed, time_budget_minutes=args.time_budget)
-    if args.quick:
-        config.epochs = 10
-    if args.sasrec_epochs is not None:
-        config.epochs = args.sasrec_epochs
+    quick_epochs = 10 if args.quick else None
+    epochs = args.sasrec_epochs if args.sasrec_epochs is not None else quick_epochs
+    settings = {"epochs": epochs, "batch_size": args.sasrec_batch_size}
+    config = SASRecConfig(
+        seed=seed,
+        time_budget_minutes=args.time_budget,
+        **{name: value for name, value in settings.items() if value is not None},
+    )
     result = train_sasrec(data, config)
     return {
         "metrics": result.metrics,
@@ -390,6 +393,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sasrec-epochs", type=int, default=None, help="at most this many SASRec epochs (200)"
+    )
+    parser.add_argument(
+        "--sasrec-batch-size",
+        type=int,
+        default=None,
+        help="SASRec chunks (of max_history + 1 items) per batch (128); to compare history lengths at "
+        "equal targets per step, scale it by 1 / max_history",
     )
     parser.add_argument("--time-budget", type=float, default=None, help="minutes of training per run")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (a slice)")

@@ -201,3 +201,30 @@ def test_every_method_reads_the_data_settings_of_set() -> None:
     default = quality.base_data(quality.base_values(quality.parse_args(["--max-users", str(MAX_USERS)])))
     assert max(len(history) for history in default.splits["test"]["history"]) == 20
     assert len(data.items) < len(default.items)  # the stricter k-core drops items
+
+
+def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -> None:
+    quality = benchmark_module("quality")
+    sasrec = importlib.import_module("baselines.sasrec")
+    seen: list = []
+
+    def fake_train(data, config):
+        seen.append((data.max_history, config))
+        return sasrec.SASRecResult({}, [], 0.0, 0)
+
+    monkeypatch.setattr(sasrec, "train_sasrec", fake_train)
+    base = ["--max-users", str(MAX_USERS), "--set", "max_history=5"]
+    for flags, expected in (
+        ([], (sasrec.SASRecConfig().epochs, 128)),
+        (["--quick"], (10, 128)),
+        (["--quick", "--sasrec-epochs", "3", "--sasrec-batch-size", "32"], (3, 32)),
+    ):
+        args = quality.parse_args([*base, *flags])
+        quality.run_sasrec(7, quality.base_values(args), args)
+        max_history, config = seen.pop()
+        assert (max_history, config.seed, config.epochs, config.batch_size) == (5, 7, *expected)
+    with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
+        args = quality.parse_args([*base, "--sasrec-batch-size", "0"])
+        quality.run_sasrec(0, quality.base_values(args), args)
+    with pytest.raises(ValueError, match="epochs must be ≥ 1"):
+        sasrec.SASRecConfig(epochs=0)

@@ -41,6 +41,11 @@ class SASRecConfig:
     time_budget_minutes: float | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("hidden", "blocks", "heads", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SASRec {name} must be ≥ 1, got {getattr(self, name)}.")
+
 
 class SASRec(nn.Module):
     """Item + learned position embeddings → pre-norm causal transformer blocks → dot product with the item
@@ -165,6 +170,12 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
             total, count = total + loss.item() * int(mask.sum()), count + int(mask.sum())
         validation = evaluate("validation")
         history.append({"epoch": epoch, "loss": total / count, "eval_ndcg@10": validation["ndcg@10"]})
+        minutes = (time.perf_counter() - started) / 60
+        print(  # progress, as the Trainer's log lines give it for the generative runs
+            f"SASRec epoch {epoch}: loss {total / count:.4f}, validation NDCG@10 "
+            f"{validation['ndcg@10']:.4f}, {minutes:.1f} min",
+            flush=True,
+        )
         if validation["ndcg@10"] > best:
             best, best_state, best_epoch = validation["ndcg@10"], copy.deepcopy(model.state_dict()), epoch
         out_of_time = (
