@@ -128,10 +128,21 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     assert list(catalogs) == ["300", "600"]
     assert catalogs["600"]["tables_mb"] > catalogs["300"]["tables_mb"] > 0
     for row in catalogs.values():  # any collision needs a dedup code > 0
-        assert 0.0 <= row["collision_rate"] <= 1.0
+        assert 0.0 <= row["collision_rate"] <= 1.0 and 0.0 < row["recon_mse"] < 1.5
+        assert row["epochs"] == 2  # the short 1 + 1 schedule unless --full-codebook-schedule
         assert row["dedup_size"] >= 1 and (row["dedup_size"] > 1) == (row["collision_rate"] > 0)
-    for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "codebook s"):
+    for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "recon MSE"):
         assert line in done.stdout
+
+
+def test_synthetic_catalog_has_the_power_law_spectrum_of_text_embeddings() -> None:
+    speed = benchmark_module("speed")
+    x = speed.text_like_embeddings(20000, np.random.default_rng(0), dim=64)
+    assert x.shape == (20000, 64) and x.dtype == np.float32
+    eigenvalues = np.linalg.eigvalsh(np.cov(x.T))[::-1]  # (64,) descending
+    # Eigenvalue i ∝ i^-decay: the log-log slope over the leading directions recovers the decay.
+    slope = np.polyfit(np.log(np.arange(1, 33)), np.log(eigenvalues[:32]), 1)[0]
+    assert slope == pytest.approx(-speed.SPECTRUM_DECAY, abs=0.1)
 
 
 def _summary_entry(validation: float, tests: list[float]) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -29,7 +31,11 @@ from s2gr.tokenization import (
 from s2gr.tokenization.balancing import UsageBalancer, repair_dead_codes
 from s2gr.tokenization.graph import cooccurrence_counts
 from s2gr.tokenization.kmeans import kmeans
-from s2gr.tokenization.semantic_ids import aligned_features, torch_threads
+from s2gr.tokenization.semantic_ids import aligned_features, torch_threads, warn_if_degenerate
+
+# The tiny configs below leave collision groups larger than K on purpose or by undertraining; the warning
+# itself is tested in test_degenerate_codes_warn_with_the_remedy_and_sound_codes_do_not.
+pytestmark = pytest.mark.filterwarnings("ignore:Degenerate Semantic IDs")
 
 SMALL = {
     "num_levels": 2,
@@ -403,7 +409,8 @@ def test_rkmeans_quantizer(data: tuple[np.ndarray, list[np.ndarray]]) -> None:
 def test_reassign_collisions_end_to_end(data: tuple[np.ndarray, list[np.ndarray]]) -> None:
     x, _ = data
     tiny = {**SMALL, "codebook_size": 4, "num_clusters": 2}  # 16 tuples for 400 items: many collisions
-    plain = build_semantic_ids(x, [], CodebookConfig.rkmeans(**tiny), progress=False)
+    with pytest.warns(UserWarning, match="Degenerate Semantic IDs.*larger codebook"):
+        plain = build_semantic_ids(x, [], CodebookConfig.rkmeans(**tiny), progress=False)
     moved = build_semantic_ids(
         x, [], CodebookConfig.rkmeans(**tiny, reassign_collisions=True), progress=False
     )
@@ -411,6 +418,27 @@ def test_reassign_collisions_end_to_end(data: tuple[np.ndarray, list[np.ndarray]
     assert moved.stats["colliding_items"] < plain.stats["colliding_items"]
     np.testing.assert_array_equal(moved.codes[:, 0], plain.codes[:, 0])  # only the last level moves
     assert len(np.unique(moved.codes, axis=0)) == len(x)
+
+
+def test_degenerate_codes_warn_with_the_remedy_and_sound_codes_do_not(
+    data: tuple[np.ndarray, list[np.ndarray]],
+) -> None:
+    x, seqs = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sound codes (groups <= K) must not warn
+        sound = build_semantic_ids(x, seqs, CodebookConfig.rkmeans(**SMALL), progress=False)
+    assert sound.stats["largest_group"] <= SMALL["codebook_size"]
+    config = CodebookConfig(**SMALL)
+    collapsed = {"largest_group": 900, "collision_rate": 0.98, "num_items": 1000, "recon_mse": 0.999}
+    with pytest.warns(UserWarning, match=r"98\.0% of the 1,000 items.*up to 900.*quantizer='rkmeans'"):
+        warn_if_degenerate(collapsed, config)
+    with pytest.warns(UserWarning, match="larger codebook.*train the RQ-VAE longer"):  # not collapsed
+        warn_if_degenerate({**collapsed, "recon_mse": 0.4}, config)
+    with pytest.warns(UserWarning, match=r"larger codebook \(codebook_size, num_levels\), or check"):
+        warn_if_degenerate(collapsed, CodebookConfig.rkmeans(**SMALL))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_degenerate({**collapsed, "largest_group": SMALL["codebook_size"]}, config)
 
 
 def test_plot_code_usage_writes_png(built: SemanticIDs, tmp_path) -> None:
