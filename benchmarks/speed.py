@@ -262,11 +262,12 @@ SPECTRUM_DECAY = 0.8
 def text_like_embeddings(size: int, rng: np.random.Generator, dim: int = 384) -> np.ndarray:
     """(size, dim) Gaussian items with the power-law covariance spectrum above, in a random basis."""
     scale = np.arange(1, dim + 1, dtype=np.float32) ** (-SPECTRUM_DECAY / 2)
-    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0].astype(np.float32)
     out = np.empty((size, dim), dtype=np.float32)
-    for start in range(0, size, 65536):  # bounded temporaries at 10^6 items
-        block = rng.standard_normal((min(65536, size - start), dim), dtype=np.float32) * scale
-        out[start : start + len(block)] = block @ basis.astype(np.float32)
+    block = 65536  # rows drawn at a time: bounded temporaries at 10^6 items
+    for start in range(0, size, block):
+        rows = rng.standard_normal((min(block, size - start), dim), dtype=np.float32) * scale
+        out[start : start + len(rows)] = rows @ basis
     return out
 
 

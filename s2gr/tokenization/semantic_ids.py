@@ -67,7 +67,7 @@ def warn_if_degenerate(stats: dict, config: CodebookConfig) -> None:
     if stats["largest_group"] <= config.codebook_size:
         return
     rqvae = config.quantizer == "rqvae"
-    if rqvae and stats.get("recon_mse", 0.0) > 0.95:
+    if rqvae and stats["recon_mse"] > 0.95:
         advice = (
             "The RQ-VAE reconstructs the features no better than their mean, so its latent collapsed: train "
             "longer (epochs, warmup_epochs) or use quantizer='rkmeans', which cannot collapse."
