@@ -145,6 +145,7 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
     config = SASRecConfig(
         seed=seed,
         time_budget_minutes=args.time_budget,
+        recent_targets=base.get("recent_targets"),
         **{name: value for name, value in settings.items() if value is not None},
     )
     result = train_sasrec(data, config)

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import Dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 
 from s2gr.data import load_data
 from s2gr.metrics.recommendation.recommendation import per_user_scores
 from s2gr.training.evaluation import most_popular, ranking_metrics
+from s2gr.training.samples import sliding_window_samples
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -214,6 +218,24 @@ def test_every_method_reads_the_data_settings_of_set() -> None:
     assert len(data.items) < len(default.items)  # the stricter k-core drops items
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(2, 30), min_size=1, max_size=5), st.integers(1, 6), st.none() | st.integers(1, 12)
+)
+def test_sasrec_chunks_train_on_the_targets_of_the_generative_models(lengths, max_history, recent) -> None:
+    """SASRec's chunks predict exactly the items the generative models train on: every training item but
+    each user's first, or each user's last ``recent_targets``."""
+    sasrec = benchmark_module("baselines.sasrec")
+    sequences = [[100 * user + j + 1 for j in range(length)] for user, length in enumerate(lengths)]
+    train = Dataset.from_dict({"item_ids": [[str(i) for i in s] for s in sequences]})
+    chunks = sasrec.training_chunks(sequences, max_history, recent)
+    assert chunks.shape[1] == max_history + 1
+    inputs, targets = chunks[:, :-1], chunks[:, 1:]
+    predicted = targets[(inputs != 0) & (targets != 0)]  # what SASRec's loss reads
+    windows = sliding_window_samples(train, max_history, recent_targets=recent)
+    assert sorted(predicted.tolist()) == sorted(int(item) for item in windows["target"])
+
+
 def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -> None:
     quality = benchmark_module("quality")
     sasrec = importlib.import_module("baselines.sasrec")
@@ -224,7 +246,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         return sasrec.SASRecResult({}, [], 0.0, 0)
 
     monkeypatch.setattr(sasrec, "train_sasrec", fake_train)
-    base = ["--max-users", str(MAX_USERS), "--set", "max_history=5"]
+    base = ["--max-users", str(MAX_USERS), "--set", "max_history=5", "--set", "recent_targets=4"]
     for flags, expected in (
         ([], (sasrec.SASRecConfig().epochs, 128)),
         (["--quick"], (10, 128)),
@@ -234,6 +256,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         quality.run_sasrec(7, quality.base_values(args), args)
         max_history, config = seen.pop()
         assert (max_history, config.seed, config.epochs, config.batch_size) == (5, 7, *expected)
+        assert config.recent_targets == 4  # the generative runs' training targets, for SASRec too
     with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
         args = quality.parse_args([*base, "--sasrec-batch-size", "0"])
         quality.run_sasrec(0, quality.base_values(args), args)

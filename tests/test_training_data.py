@@ -24,26 +24,47 @@ def _train(lengths: list[int]) -> Dataset:
     )
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(1, 9), st.integers(1, 6))
-def test_segments_cover_every_target_once_with_context(lengths, segment_items, context_items) -> None:
+RECENT = st.none() | st.integers(1, 12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(1, 9), st.integers(1, 6), RECENT)
+def test_segments_cover_every_target_once_with_context(lengths, segment_items, context_items, recent) -> None:
     train = _train(lengths)
-    segments = segment_sequences(train, segment_items, context_items)
+    segments = segment_sequences(train, segment_items, context_items, recent_targets=recent)
     targets = []
     for row in segments:
         items, first = row["item_ids"], row["first_target"]
         assert len(items) - first <= segment_items
         for position in range(first, len(items)):
             user, index = items[position].split("-")
-            # history visible inside the row: min(index, context_items) items at least
+            # history visible inside the row: min(index, context_items) items at least, also for the
+            # first of a user's recent targets
             assert position >= min(int(index), context_items)
             assert items[position - 1] == f"{user}-{int(index) - 1}"  # contiguous, chronological
             targets.append(items[position])
-    expected = [item for sequence in train["item_ids"] for item in sequence[1:]]
-    assert sorted(targets) == sorted(expected)  # each target exactly once
-    assert count_targets(train) == len(expected)
+    # every item but the first, or only the last `recent` of them, each exactly once
+    expected = [item for sequence in train["item_ids"] for item in sequence[1:][-(recent or len(sequence)) :]]
+    assert sorted(targets) == sorted(expected)
+    assert count_targets(train, recent) == len(expected)
     with pytest.raises(ValueError, match="context_items"):
         segment_sequences(train, segment_items, 0)
+    with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
+        segment_sequences(train, segment_items, context_items, recent_targets=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(2, 30), min_size=1, max_size=5), st.integers(1, 6), RECENT)
+def test_sliding_windows_train_on_the_recent_targets_with_full_histories(
+    lengths, max_history, recent
+) -> None:
+    train = _train(lengths)
+    windows = sliding_window_samples(train, max_history, recent_targets=recent)
+    expected = [item for sequence in train["item_ids"] for item in sequence[1:][-(recent or len(sequence)) :]]
+    assert sorted(windows["target"]) == sorted(expected)
+    for history, target in zip(windows["history"], windows["target"], strict=True):
+        user, index = target.split("-")
+        assert history == [f"{user}-{j}" for j in range(max(0, int(index) - max_history), int(index))]
 
 
 def test_sliding_windows_match_definition() -> None:
@@ -99,5 +120,7 @@ def test_run_config_yaml_round_trip_and_errors(tmp_path) -> None:
         RunConfig(codebook={"levels": 3})
     with pytest.raises(ValueError, match="encoder_mode"):
         RunConfig(encoder_mode="sideways")
+    with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
+        RunConfig(recent_targets=0)
     with pytest.raises(FileNotFoundError, match="no such config file"):
         RunConfig.from_yaml(tmp_path / "absent.yaml")

@@ -9,7 +9,8 @@ as the generative models.
 Training rows: each user's training sequence is cut into chunks of at most ``max_history + 1`` items
 (consecutive chunks share one item), so every training target is predicted exactly once per epoch from at
 most ``max_history`` items of history, right-aligned as at evaluation time (left padding, the last history
-item at the last position).
+item at the last position). With ``recent_targets`` only each user's last that many items are targets: the
+sequence is cut to its last ``recent_targets + 1`` items before chunking.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from s2gr.data import RecData
 from s2gr.training.evaluation import ranking_metrics, seen_items
+from s2gr.training.samples import first_target
 
 
 @dataclass
@@ -39,6 +41,7 @@ class SASRecConfig:
     lr: float = 1e-3
     patience: int = 10  # epochs without validation NDCG@10 gain before stopping
     time_budget_minutes: float | None = None
+    recent_targets: int | None = None  # train on each user's last that many items only (None = all)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,10 +86,14 @@ class SASRec(nn.Module):
         return self.norm(hidden) @ self.item.weight[1:].T  # (B, T, N)
 
 
-def training_chunks(sequences: Sequence[Sequence[int]], max_history: int) -> torch.Tensor:
-    """(R, max_history + 1) left-padded chunks that cover every training target once."""
+def training_chunks(
+    sequences: Sequence[Sequence[int]], max_history: int, recent_targets: int | None = None
+) -> torch.Tensor:
+    """(R, max_history + 1) left-padded chunks that cover every training target (or each user's last
+    ``recent_targets``) once."""
     chunks = []
-    for sequence in sequences:
+    for full in sequences:
+        sequence = full[first_target(len(full), recent_targets) - 1 :]
         for end in range(len(sequence), 1, -max_history):
             chunk = list(sequence[max(0, end - max_history - 1) : end])
             chunks.append([0] * (max_history + 1 - len(chunk)) + chunk)
@@ -144,7 +151,8 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
     items = list(data.item_index())
     index = {item: position + 1 for position, item in enumerate(items)}
     splits, max_history = data.splits, data.max_history
-    chunks = training_chunks([[index[i] for i in seq] for seq in splits["train"]["item_ids"]], max_history)
+    sequences = [[index[i] for i in seq] for seq in splits["train"]["item_ids"]]
+    chunks = training_chunks(sequences, max_history, config.recent_targets)
     model = SASRec(len(items), max_history, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
 

@@ -92,8 +92,10 @@ def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig)
     """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
     train = data.splits["train"]
     if config.encoder_mode == "causal":
-        return segment_sequences(train, config.segment_items, config.max_history), SegmentCollator(tokenizer)
-    return sliding_window_samples(train, config.max_history), HistoryCollator(tokenizer)
+        segments = segment_sequences(train, config.segment_items, config.max_history, config.recent_targets)
+        return segments, SegmentCollator(tokenizer)
+    windows = sliding_window_samples(train, config.max_history, config.recent_targets)
+    return windows, HistoryCollator(tokenizer)
 
 
 def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any) -> TrainingArguments:

@@ -7,7 +7,10 @@
 - **Sliding window** (the exact bidirectional TIGER encoder): one row per target, its history being the
   at most ``max_history`` items before it. Cost grows with interactions × history length.
 
-Both are built with ``datasets.map(batched=True)``, so they stream through Arrow for large logs.
+Both are built with ``datasets.map(batched=True)``, so they stream through Arrow for large logs. Both can
+keep only each user's ``recent_targets`` most recent training items as targets (their histories still
+reach back as far as without it), which bounds the cost of an epoch on logs with very long users; SASRec's
+``maxlen`` does the same.
 """
 
 from __future__ import annotations
@@ -15,24 +18,40 @@ from __future__ import annotations
 from datasets import Dataset
 
 
+def first_target(length: int, recent_targets: int | None) -> int:
+    """Position of a sequence's first training target: 1 (the first item has no history), or the start of
+    its last ``recent_targets`` items when that is later."""
+    if recent_targets is None:
+        return 1
+    if recent_targets < 1:
+        raise ValueError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
+    return max(1, length - recent_targets)
+
+
 def segment_sequences(
-    train: Dataset, segment_items: int, context_items: int, num_proc: int | None = None
+    train: Dataset,
+    segment_items: int,
+    context_items: int,
+    recent_targets: int | None = None,
+    num_proc: int | None = None,
 ) -> Dataset:
     """Rows ``item_ids`` (context + targets) and ``first_target`` (index of the first target in the row).
 
-    The first item of a user has no history and is never a target; every other training item is the
-    target of exactly one row, with at least ``context_items`` items of history visible when it has them.
+    The first item of a user has no history and is never a target; every other training item (or each of
+    the last ``recent_targets``) is the target of exactly one row, with at least ``context_items`` items of
+    history visible when it has them.
     """
     if segment_items < 1 or context_items < 1:
         # A target needs at least one history item inside its row.
         raise ValueError(
             f"segment_items and context_items must be ≥ 1, got {segment_items}, {context_items}."
         )
+    first_target(0, recent_targets)  # validates it before the map
 
     def cut(batch: dict) -> dict:
         rows: dict[str, list] = {"item_ids": [], "first_target": []}
         for sequence in batch["item_ids"]:
-            for start in range(1, len(sequence), segment_items):  # start = first target position
+            for start in range(first_target(len(sequence), recent_targets), len(sequence), segment_items):
                 begin = max(0, start - context_items)
                 rows["item_ids"].append(sequence[begin : start + segment_items])
                 rows["first_target"].append(start - begin)
@@ -41,15 +60,18 @@ def segment_sequences(
     return train.map(cut, batched=True, remove_columns=train.column_names, num_proc=num_proc, desc="segments")
 
 
-def sliding_window_samples(train: Dataset, max_history: int, num_proc: int | None = None) -> Dataset:
+def sliding_window_samples(
+    train: Dataset, max_history: int, recent_targets: int | None = None, num_proc: int | None = None
+) -> Dataset:
     """Rows ``history`` (≤ ``max_history`` items, oldest first) and ``target``: one per training target."""
     if max_history < 1:
         raise ValueError(f"max_history must be ≥ 1, got {max_history}.")
+    first_target(0, recent_targets)  # validates it before the map
 
     def expand(batch: dict) -> dict:
         rows: dict[str, list] = {"history": [], "target": []}
         for sequence in batch["item_ids"]:
-            for position in range(1, len(sequence)):
+            for position in range(first_target(len(sequence), recent_targets), len(sequence)):
                 rows["history"].append(sequence[max(0, position - max_history) : position])
                 rows["target"].append(sequence[position])
         return rows
@@ -59,6 +81,7 @@ def sliding_window_samples(train: Dataset, max_history: int, num_proc: int | Non
     )
 
 
-def count_targets(train: Dataset) -> int:
-    """Training targets of a split: every item but each user's first."""
-    return sum(max(0, len(sequence) - 1) for sequence in train["item_ids"])
+def count_targets(train: Dataset, recent_targets: int | None = None) -> int:
+    """Training targets of a split: every item but each user's first (at most ``recent_targets`` per user)."""
+    lengths = (len(sequence) for sequence in train["item_ids"])
+    return sum(max(0, length - first_target(length, recent_targets)) for length in lengths)
