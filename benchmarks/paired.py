@@ -2,6 +2,9 @@
 
     python benchmarks/paired.py --a RUN [RUN ...] --b RUN [RUN ...] [--split test]
 
+``--split test-skip`` ranks each user's test item from the validation history, i.e. without the validation
+item: two steps ahead, a diagnostic of where a lead on validation that test does not show comes from.
+
 RUN is a run folder of ``quality.py`` or ``s2gr train`` (``run_config.yaml`` + ``model/``). Each run ranks
 the split's users as in training's evaluation (beam 20, seen items excluded); a user's NDCG@10 is averaged
 over the runs of a group (the seeds), then users are resampled with replacement: the 95 % interval of
@@ -15,6 +18,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,12 +46,22 @@ def paired_bootstrap(
     }
 
 
+def split_rows(splits: Any, split: str) -> tuple[Any, list[list[str]]]:
+    """The rows to rank (``history``, ``target``) and each user's seen items for ``split``; "test-skip" is
+    the validation histories with the test targets (the validation item counts as seen)."""
+    from s2gr.training.evaluation import seen_items
+
+    if split != "test-skip":
+        return splits[split], seen_items(splits, split)
+    rows = splits["validation"].remove_columns(["target"]).add_column("target", splits["test"]["target"])
+    return rows, seen_items(splits, "test")
+
+
 def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     """Per-user NDCG@10 of one run's saved model on ``split``, seen items excluded."""
     from s2gr.cli import load_checkpoint
     from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig
-    from s2gr.training.evaluation import seen_items
     from s2gr.training.recommend import rank_split
     from s2gr.training.run import load_run_data
 
@@ -55,8 +69,8 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
         raise SystemExit(f"{run}: not a run folder (needs run_config.yaml and model/); see --help.")
     data = load_run_data(RunConfig.from_yaml(run / "run_config.yaml"))
     model, tokenizer = load_checkpoint(str(run / "model"), "cpu")
-    rows = data.splits[split]
-    rankings = rank_split(model, tokenizer, rows, seen=seen_items(data.splits, split), num_beams=num_beams)
+    rows, seen = split_rows(data.splits, split)
+    rankings = rank_split(model, tokenizer, rows, seen=seen, num_beams=num_beams)
     return np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
 
 
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     parser.add_argument("--a", nargs="+", required=True, metavar="RUN", help="run folders of model A (seeds)")
     parser.add_argument("--b", nargs="+", required=True, metavar="RUN", help="run folders of model B (seeds)")
-    parser.add_argument("--split", choices=["test", "validation"], default="test")
+    parser.add_argument("--split", choices=["test", "validation", "test-skip"], default="test")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=2)

@@ -184,6 +184,21 @@ def test_targets_check_the_thinking_variant_chosen_on_validation() -> None:
     assert "+113.9%" in versus_tiger and versus_tiger.endswith("not checked: needs --seeds ≥ 2")
 
 
+def test_paired_test_skip_ranks_the_test_item_from_the_validation_history() -> None:
+    paired = benchmark_module("paired")
+    splits = load_data("ml-100k", max_users=MAX_USERS).splits
+    rows, seen = paired.split_rows(splits, "test-skip")
+    assert rows["history"] == splits["validation"]["history"]
+    assert rows["target"] == splits["test"]["target"]
+    assert seen == paired.split_rows(splits, "test")[1]  # the skipped validation item stays excluded
+    for history, target, user_seen, validation in zip(
+        rows["history"], rows["target"], seen, splits["validation"]["target"], strict=True
+    ):
+        assert validation not in history and validation in user_seen and target not in history
+    rows, seen = paired.split_rows(splits, "validation")
+    assert rows["target"] == splits["validation"]["target"]
+
+
 def test_paired_bootstrap_scores_and_interval() -> None:
     paired = benchmark_module("paired")
     rankings = [["a", "b", "c"], ["c", "a"], ["b"], ["x"] * 3]
