@@ -277,3 +277,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         quality.run_sasrec(0, quality.base_values(args), args)
     with pytest.raises(ValueError, match="epochs must be ≥ 1"):
         sasrec.SASRecConfig(epochs=0)
+    with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
+        sasrec.SASRecConfig(recent_targets=0)
+    with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
+        sasrec.training_chunks([[1, 2, 3]], 2, recent_targets=0)

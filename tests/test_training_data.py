@@ -27,6 +27,11 @@ def _train(lengths: list[int]) -> Dataset:
 RECENT = st.none() | st.integers(1, 12)
 
 
+def _expected_targets(train: Dataset, recent: int | None) -> list[str]:
+    """Every item but each user's first, or only the last ``recent`` of them."""
+    return [item for sequence in train["item_ids"] for item in sequence[1:][-(recent or len(sequence)) :]]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(1, 9), st.integers(1, 6), RECENT)
 def test_segments_cover_every_target_once_with_context(lengths, segment_items, context_items, recent) -> None:
@@ -43,14 +48,15 @@ def test_segments_cover_every_target_once_with_context(lengths, segment_items, c
             assert position >= min(int(index), context_items)
             assert items[position - 1] == f"{user}-{int(index) - 1}"  # contiguous, chronological
             targets.append(items[position])
-    # every item but the first, or only the last `recent` of them, each exactly once
-    expected = [item for sequence in train["item_ids"] for item in sequence[1:][-(recent or len(sequence)) :]]
-    assert sorted(targets) == sorted(expected)
+    expected = _expected_targets(train, recent)
+    assert sorted(targets) == sorted(expected)  # each exactly once
     assert count_targets(train, recent) == len(expected)
     with pytest.raises(ValueError, match="context_items"):
         segment_sequences(train, segment_items, 0)
     with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
         segment_sequences(train, segment_items, context_items, recent_targets=0)
+    with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
+        count_targets(train, 0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -60,8 +66,7 @@ def test_sliding_windows_train_on_the_recent_targets_with_full_histories(
 ) -> None:
     train = _train(lengths)
     windows = sliding_window_samples(train, max_history, recent_targets=recent)
-    expected = [item for sequence in train["item_ids"] for item in sequence[1:][-(recent or len(sequence)) :]]
-    assert sorted(windows["target"]) == sorted(expected)
+    assert sorted(windows["target"]) == sorted(_expected_targets(train, recent))
     for history, target in zip(windows["history"], windows["target"], strict=True):
         user, index = target.split("-")
         assert history == [f"{user}-{j}" for j in range(max(0, int(index) - max_history), int(index))]

@@ -27,7 +27,7 @@ from torch import nn
 
 from s2gr.data import RecData
 from s2gr.training.evaluation import ranking_metrics, seen_items
-from s2gr.training.samples import first_target
+from s2gr.training.samples import check_recent_targets, first_target
 
 
 @dataclass
@@ -48,6 +48,7 @@ class SASRecConfig:
         for name in ("hidden", "blocks", "heads", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SASRec {name} must be ≥ 1, got {getattr(self, name)}.")
+        check_recent_targets(self.recent_targets)
 
 
 class SASRec(nn.Module):
@@ -91,6 +92,7 @@ def training_chunks(
 ) -> torch.Tensor:
     """(R, max_history + 1) left-padded chunks that cover every training target (or each user's last
     ``recent_targets``) once."""
+    check_recent_targets(recent_targets)
     chunks = []
     for full in sequences:
         sequence = full[first_target(len(full), recent_targets) - 1 :]

@@ -18,14 +18,15 @@ from __future__ import annotations
 from datasets import Dataset
 
 
+def check_recent_targets(recent_targets: int | None) -> None:
+    if recent_targets is not None and recent_targets < 1:
+        raise ValueError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
+
+
 def first_target(length: int, recent_targets: int | None) -> int:
     """Position of a sequence's first training target: 1 (the first item has no history), or the start of
-    its last ``recent_targets`` items when that is later."""
-    if recent_targets is None:
-        return 1
-    if recent_targets < 1:
-        raise ValueError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
-    return max(1, length - recent_targets)
+    its last ``recent_targets`` items (checked by ``check_recent_targets``) when that is later."""
+    return 1 if recent_targets is None else max(1, length - recent_targets)
 
 
 def segment_sequences(
@@ -46,7 +47,7 @@ def segment_sequences(
         raise ValueError(
             f"segment_items and context_items must be ≥ 1, got {segment_items}, {context_items}."
         )
-    first_target(0, recent_targets)  # validates it before the map
+    check_recent_targets(recent_targets)
 
     def cut(batch: dict) -> dict:
         rows: dict[str, list] = {"item_ids": [], "first_target": []}
@@ -66,7 +67,7 @@ def sliding_window_samples(
     """Rows ``history`` (≤ ``max_history`` items, oldest first) and ``target``: one per training target."""
     if max_history < 1:
         raise ValueError(f"max_history must be ≥ 1, got {max_history}.")
-    first_target(0, recent_targets)  # validates it before the map
+    check_recent_targets(recent_targets)
 
     def expand(batch: dict) -> dict:
         rows: dict[str, list] = {"history": [], "target": []}
@@ -83,5 +84,6 @@ def sliding_window_samples(
 
 def count_targets(train: Dataset, recent_targets: int | None = None) -> int:
     """Training targets of a split: every item but each user's first (at most ``recent_targets`` per user)."""
+    check_recent_targets(recent_targets)
     lengths = (len(sequence) for sequence in train["item_ids"])
     return sum(max(0, length - first_target(length, recent_targets)) for length in lengths)
