@@ -8,7 +8,9 @@
 Protocol (the same for every method): 5-core filter, leave-one-out (validation = second-last item, test =
 last), equal timestamps in file order, at most ``max_history`` items of history (20), full ranking over all
 items, Recall@5/10 and NDCG@5/10 with and without the user's seen items. Each run keeps the epoch with the
-best validation NDCG@10 (seen items excluded) and reads test once, for that model.
+best validation NDCG@10 (seen items excluded) and reads test once, for that model. With ``--set refit=true``
+every method (SASRec too) trains on each user's validation item as well, for exactly the given epochs (those
+chosen on validation), keeps the final weights and reads only test: the final model of a chosen setting.
 
 Methods (``--methods``):
   s2gr                CoBa codebook + thinking tokens (the package's defaults)
@@ -125,7 +127,9 @@ def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -
     for checkpoint in folder.glob("checkpoint-*"):  # the best model is saved in model/
         shutil.rmtree(checkpoint)
     evals = [entry for entry in result.log_history if "eval_ndcg@10" in entry]
-    best = max(evals, key=lambda entry: entry["eval_ndcg@10"]) if evals else {}
+    # the epoch of the weights kept: the best on validation, or the last of a refit
+    last = result.log_history[-1:] if config.refit else []
+    best = max(evals, key=lambda entry: entry["eval_ndcg@10"]) if evals else (last or [{}])[0]
     return {
         "metrics": result.metrics["s2gr"],
         "most_popular": result.metrics["most_popular"],
@@ -146,6 +150,7 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
         seed=seed,
         time_budget_minutes=args.time_budget,
         recent_targets=base.get("recent_targets"),
+        refit=base.get("refit", False),
         **{name: value for name, value in settings.items() if value is not None},
     )
     result = train_sasrec(data, config)
@@ -153,7 +158,9 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
         "metrics": result.metrics,
         "seconds": result.seconds,
         "best_epoch": result.best_epoch,
-        "curve": [(entry["epoch"], entry["eval_ndcg@10"]) for entry in result.history],
+        "curve": [
+            (entry["epoch"], entry["eval_ndcg@10"]) for entry in result.history if "eval_ndcg@10" in entry
+        ],
     }
 
 
@@ -238,6 +245,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         entry: dict[str, Any] = {"seeds": [run["seed"] for run in runs], "device": runs[0]["device"]}
         for split in SPLITS:
+            if any(split not in run["metrics"] for run in runs):  # refit runs have no validation metrics
+                continue
             for metric in METRICS:
                 values = [run["metrics"][split][metric] for run in runs]
                 entry[f"{split}/{metric}"] = statistics.fmean(values)
@@ -256,7 +265,8 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[str]:
     variants = [method for method in THINKING_VARIANTS if method in summary]
     if not variants:
         return []
-    chosen = max(variants, key=lambda method: summary[method]["validation/ndcg@10"])
+    # refit runs have no validation metrics: then S2GR proper
+    chosen = max(variants, key=lambda method: summary[method].get("validation/ndcg@10", method == "s2gr"))
     name = "S2GR" if chosen == "s2gr" else f"S2GR ({chosen}, best on validation)"
     lines = []
     key = "test/ndcg@10"
@@ -286,6 +296,8 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[str]:
 
 def format_table(summary: dict[str, dict[str, Any]], dataset: str) -> str:
     def cell(entry: dict[str, Any], key: str) -> str:
+        if key not in entry:  # validation of a refit run
+            return "–"
         std = entry[f"{key}/std"]
         return f"{entry[key]:.4f} ± {std:.4f}" if len(entry["seeds"]) > 1 else f"{entry[key]:.4f}"
 

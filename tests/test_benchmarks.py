@@ -262,6 +262,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
 
     monkeypatch.setattr(sasrec, "train_sasrec", fake_train)
     base = ["--max-users", str(MAX_USERS), "--set", "max_history=5", "--set", "recent_targets=4"]
+    base += ["--set", "refit=true"]
     for flags, expected in (
         ([], (sasrec.SASRecConfig().epochs, 128)),
         (["--quick"], (10, 128)),
@@ -272,6 +273,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         max_history, config = seen.pop()
         assert (max_history, config.seed, config.epochs, config.batch_size) == (5, 7, *expected)
         assert config.recent_targets == 4  # the generative runs' training targets, for SASRec too
+        assert config.refit  # and their protocol
     with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
         args = quality.parse_args([*base, "--sasrec-batch-size", "0"])
         quality.run_sasrec(0, quality.base_values(args), args)
@@ -281,3 +283,56 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         sasrec.SASRecConfig(recent_targets=0)
     with pytest.raises(ValueError, match="recent_targets must be ≥ 1"):
         sasrec.training_chunks([[1, 2, 3]], 2, recent_targets=0)
+
+
+def test_sasrec_refit_trains_on_the_validation_items_and_reads_test_only(monkeypatch) -> None:
+    sasrec = importlib.import_module("baselines.sasrec")
+    trained_on: list = []
+    chunks = sasrec.training_chunks
+    monkeypatch.setattr(
+        sasrec,
+        "training_chunks",
+        lambda sequences, *args: trained_on.append(sequences) or chunks(sequences, *args),
+    )
+    data = load_data("ml-100k", max_users=MAX_USERS)
+    result = sasrec.train_sasrec(data, sasrec.SASRecConfig(epochs=2, patience=1, refit=True))
+    index = {item: position + 1 for position, item in enumerate(data.item_index())}
+    splits = data.splits
+    expected = [
+        [index[item] for item in [*items, target]]
+        for items, target in zip(splits["train"]["item_ids"], splits["validation"]["target"], strict=True)
+    ]
+    assert trained_on == [expected]
+    assert [entry["epoch"] for entry in result.history] == [1, 2]  # no evaluation, so no early stop
+    assert not any("eval_ndcg@10" in entry for entry in result.history) and result.best_epoch == 2
+    assert set(result.metrics) == {"test", "test_unfiltered"}
+    assert all(0.0 <= value <= 1.0 for values in result.metrics.values() for value in values.values())
+
+
+def test_quality_report_of_refit_runs_has_no_validation_column_values() -> None:
+    quality = benchmark_module("quality")
+    metrics = {metric: 0.1 for metric in METRICS}
+
+    def result(method: str, seed: int, ndcg: float) -> dict:
+        test = {**metrics, "ndcg@10": ndcg}
+        return {
+            "method": method,
+            "seed": seed,
+            "device": "cpu",
+            "metrics": {"test": test, "test_unfiltered": metrics},
+            "seconds": 60.0,
+            "best_epoch": 20,
+            "curve": [],
+        }
+
+    results = [result("s2gr", 0, 0.110), result("s2gr", 1, 0.112), result("tiger", 0, 0.100)]
+    results.append(result("tiger", 1, 0.101))
+    summary = quality.summarise(results)
+    assert "validation/ndcg@10" not in summary["s2gr"]
+    assert summary["s2gr"]["test/ndcg@10"] == pytest.approx(0.111)
+    row = quality.format_table(summary, "ml-1m").splitlines()[2].split(" | ")
+    assert row[0] == "| s2gr" and row[-3] == "–"  # val N@10
+    (versus_tiger,) = quality.targets(summary)
+    assert (
+        versus_tiger.startswith("S2GR vs TIGER") and "+10.4%" in versus_tiger and versus_tiger.endswith("met")
+    )

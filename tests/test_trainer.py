@@ -259,6 +259,42 @@ def test_time_budget_stops_training_with_a_last_evaluation(tiny, tmp_path) -> No
         tiny_config(tmp_path, time_budget_minutes=0)
 
 
+def _targets(trainer) -> int:
+    return sum(len(row["item_ids"]) - row["first_target"] for row in trainer.train_dataset)
+
+
+def test_refit_trains_on_the_validation_items_for_the_whole_schedule(tiny, tmp_path) -> None:
+    data, _ = tiny
+    # patience and evaluations every half epoch would stop or select in a normal run; a refit has neither.
+    config = tiny_config(tmp_path, refit=True, patience=1, eval_every_epochs=0.5, epochs=2, lr=0.01)
+    trainer = fresh_trainer(tiny, config, disable_tqdm=True)
+    normal = fresh_trainer(tiny, tiny_config(tmp_path / "normal"), disable_tqdm=True)
+    assert _targets(trainer) == _targets(normal) + len(data.splits["validation"])  # + each validation item
+    trainer.train()
+    assert not any("eval_ndcg@10" in entry for entry in trainer.state.log_history)
+    steps_per_epoch = -(-len(trainer.train_dataset) // config.batch_size)
+    assert trainer.state.global_step == 2 * steps_per_epoch
+    assert trainer.state.best_model_checkpoint is None
+    # The final weights are the last step's (saved there for resume), not an earlier checkpoint's.
+    assert_same_weights(
+        model_weights(trainer.model), saved_weights(tmp_path / f"checkpoint-{trainer.state.global_step}")
+    )
+
+
+def test_refit_stops_at_the_time_budget_without_evaluating(tiny, tmp_path) -> None:
+    config = tiny_config(tmp_path, refit=True, time_budget_minutes=0.5, lr=0.01)
+    trainer = fresh_trainer(tiny, config, max_steps=20, save_steps=100, disable_tqdm=True)
+    (budget,) = [
+        c for c in trainer.callback_handler.callbacks if isinstance(c, trainer_module.TimeBudgetCallback)
+    ]
+    readings = iter(range(0, 10_000, 10))  # 10 s per clock reading: the budget ends after step 3
+    budget.clock = lambda: float(next(readings))
+    trainer.train()
+    assert trainer.state.global_step == 3
+    assert not any("eval_ndcg@10" in entry for entry in trainer.state.log_history)
+    assert (tmp_path / "checkpoint-3").is_dir()
+
+
 # --- 4. resume after a killed run ------------------------------------------------------------------------------
 
 
@@ -370,3 +406,14 @@ def test_saved_model_reloads_and_recommends_the_same(finished_run) -> None:
     assert reloaded == original
     assert all(len(ranking) == 10 for ranking in reloaded)
     assert metrics == pytest.approx(result.metrics["s2gr"]["validation"], abs=1e-9)
+
+
+def test_refit_run_reports_test_only(tmp_path) -> None:
+    result = train_run(tiny_config(tmp_path, refit=True, max_steps=2))
+    assert set(result.metrics["s2gr"]) == {"test", "test_unfiltered"}
+    for values in result.metrics["s2gr"].values():
+        assert set(values) == set(METRIC_KEYS) and all(0.0 <= v <= 1.0 for v in values.values())
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert list(summary["metrics"]) == ["test"] and "refit" in summary["split"]["protocol"]
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "| test |" in card and "| validation |" not in card

@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.collator import HistoryCollator, SegmentCollator
 from s2gr.training.config import RunConfig
-from s2gr.training.samples import count_targets, segment_sequences, sliding_window_samples
+from s2gr.training.evaluation import seen_items
+from s2gr.training.samples import (
+    count_targets,
+    refit_sequences,
+    segment_sequences,
+    sliding_window_samples,
+)
 
 
 def _train(lengths: list[int]) -> Dataset:
@@ -70,6 +76,23 @@ def test_sliding_windows_train_on_the_recent_targets_with_full_histories(
     for history, target in zip(windows["history"], windows["target"], strict=True):
         user, index = target.split("-")
         assert history == [f"{user}-{j}" for j in range(max(0, int(index) - max_history), int(index))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_refit_sequences_append_each_validation_item(lengths) -> None:
+    train = _train(lengths)
+    targets = [f"val-{user}" for user in train["user_id"]]
+    splits = DatasetDict(
+        {"train": train, "validation": Dataset.from_dict({"user_id": train["user_id"], "target": targets})}
+    )
+    refit = refit_sequences(splits)
+    assert refit["user_id"] == train["user_id"]
+    assert refit["item_ids"] == [
+        [*items, target] for items, target in zip(train["item_ids"], targets, strict=True)
+    ]
+    assert refit["item_ids"] == seen_items(splits, "test")  # what the test filter excludes
+    assert count_targets(refit) == count_targets(train) + len(lengths)  # one more target per user
 
 
 def test_sliding_windows_match_definition() -> None:

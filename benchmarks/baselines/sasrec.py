@@ -42,6 +42,7 @@ class SASRecConfig:
     patience: int = 10  # epochs without validation NDCG@10 gain before stopping
     time_budget_minutes: float | None = None
     recent_targets: int | None = None  # train on each user's last that many items only (None = all)
+    refit: bool = False  # train on the validation items too for exactly `epochs`, final weights, test only
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -146,14 +147,16 @@ class SASRecResult:
 
 
 def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True) -> SASRecResult:
-    """Train on ``data``'s training split, pick the epoch with the best validation NDCG@10, read test once."""
+    """Train on ``data``'s training split, pick the epoch with the best validation NDCG@10, read test once
+    (under ``config.refit``: train on the validation items too for ``config.epochs``, read test once)."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     items = list(data.item_index())
     index = {item: position + 1 for position, item in enumerate(items)}
     splits, max_history = data.splits, data.max_history
-    sequences = [[index[i] for i in seq] for seq in splits["train"]["item_ids"]]
+    train = seen_items(splits, "test") if config.refit else splits["train"]["item_ids"]
+    sequences = [[index[i] for i in seq] for seq in train]
     chunks = training_chunks(sequences, max_history, config.recent_targets)
     model = SASRec(len(items), max_history, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
@@ -178,9 +181,20 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
             loss.backward()
             optimizer.step()
             total, count = total + loss.item() * int(mask.sum()), count + int(mask.sum())
+        out_of_time = (
+            config.time_budget_minutes is not None
+            and time.perf_counter() - started >= config.time_budget_minutes * 60
+        )
+        minutes = (time.perf_counter() - started) / 60
+        if config.refit:  # validation is training data: no evaluation, the final weights
+            history.append({"epoch": epoch, "loss": total / count})
+            print(f"SASRec refit epoch {epoch}: loss {total / count:.4f}, {minutes:.1f} min", flush=True)
+            best_state, best_epoch = None, epoch
+            if out_of_time:
+                break
+            continue
         validation = evaluate("validation")
         history.append({"epoch": epoch, "loss": total / count, "eval_ndcg@10": validation["ndcg@10"]})
-        minutes = (time.perf_counter() - started) / 60
         print(  # progress, as the Trainer's log lines give it for the generative runs
             f"SASRec epoch {epoch}: loss {total / count:.4f}, validation NDCG@10 "
             f"{validation['ndcg@10']:.4f}, {minutes:.1f} min",
@@ -188,15 +202,12 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
         )
         if validation["ndcg@10"] > best:
             best, best_state, best_epoch = validation["ndcg@10"], copy.deepcopy(model.state_dict()), epoch
-        out_of_time = (
-            config.time_budget_minutes is not None
-            and time.perf_counter() - started >= config.time_budget_minutes * 60
-        )
         if epoch - best_epoch >= config.patience or out_of_time:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     metrics = {}
-    for split in ("validation", "test"):
+    for split in ("test",) if config.refit else ("validation", "test"):
         metrics[split] = evaluate(split)
         metrics[f"{split}_{'unfiltered' if exclude_seen else 'filtered'}"] = evaluate(split, not exclude_seen)
     return SASRecResult(metrics, history, time.perf_counter() - started, best_epoch)

@@ -38,6 +38,12 @@ class RunConfig:
         recent_targets: train only on each user's most recent that many training items (None = all); their
             histories still reach back ``max_history`` items. Bounds an epoch's cost on logs with very long
             users (ML-1M: 40 keeps 23 % of the targets); evaluation and seen-item filtering are unchanged.
+        refit: train on the training items and each user's validation item, for exactly ``epochs`` (or
+            ``max_steps``/``time_budget_minutes``), keep the final weights and read only test: the final
+            model of a setting chosen on validation, whose test target then directly follows what it
+            trained on, as the validation target does in a normal run. There is no validation to evaluate
+            on, so ``patience`` and ``eval_every_epochs`` do not apply (checkpoints are still saved every
+            ``eval_every_epochs`` for ``resume``) and the run reports no validation metrics.
     Codebook:
         codebook: ``CodebookConfig`` fields (defaults: CoBa, 3 levels of K codes sized to the catalog,
             K / 16 clusters per level).
@@ -66,6 +72,7 @@ class RunConfig:
     max_history: int = 20
     max_users: int | None = None
     recent_targets: int | None = None
+    refit: bool = False
     encoder: str = "all-MiniLM-L6-v2"
     codebook: dict[str, Any] = field(default_factory=dict)
     num_thinking: int | None = None

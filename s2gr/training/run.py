@@ -2,7 +2,8 @@
 
 Folder written under ``config.output_dir``::
 
-    model/                 final (best-on-validation) model + tokenizer + code files + README.md card
+    model/                 final model (best on validation; the last under refit) + tokenizer + code files
+                           + README.md card
     checkpoint-*/          Trainer checkpoints (resume with ``resume=True``)
     run_config.yaml        the resolved RunConfig
     run.json               run summary (data, codebook, thinking, training, metrics) — feeds the card
@@ -36,7 +37,7 @@ from .config import RunConfig
 from .evaluation import most_popular, ranking_metrics, seen_items
 from .plots import plot_training_curves
 from .recommend import evaluate_split
-from .samples import segment_sequences, sliding_window_samples
+from .samples import refit_sequences, segment_sequences, sliding_window_samples
 from .trainer import S2GRTrainer, TimeBudgetCallback
 
 MODEL_DIR = "model"
@@ -90,7 +91,7 @@ def new_model(tokenizer: S2GRTokenizer, config: RunConfig) -> S2GRForGenerativeR
 
 def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig):
     """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
-    train = data.splits["train"]
+    train = refit_sequences(data.splits) if config.refit else data.splits["train"]
     if config.encoder_mode == "causal":
         segments = segment_sequences(train, config.segment_items, config.max_history, config.recent_targets)
         return segments, SegmentCollator(tokenizer)
@@ -152,9 +153,12 @@ def build_trainer(
     """``training_overrides``: ``TrainingArguments`` fields replacing those derived from ``config``."""
     train_dataset, collator = training_samples(data, tokenizer, config)
     steps_per_epoch = math.ceil(len(train_dataset) / (config.batch_size * config.gradient_accumulation_steps))
-    callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 else []
+    callbacks = [EarlyStoppingCallback(config.patience)] if config.patience > 0 and not config.refit else []
     if config.time_budget_minutes is not None:
         callbacks.append(TimeBudgetCallback(config.time_budget_minutes))
+    if config.refit:  # validation is training data now: nothing to evaluate or select on, the final weights
+        training_overrides = {"eval_strategy": "no", "load_best_model_at_end": False, **training_overrides}
+    validate = not config.refit
     return S2GRTrainer(
         model=model,
         args=training_arguments(config, steps_per_epoch, **training_overrides),
@@ -162,8 +166,8 @@ def build_trainer(
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks,
-        eval_dataset=data.splits["validation"],
-        recommend_seen=seen_items(data.splits, "validation") if config.exclude_seen else None,
+        eval_dataset=data.splits["validation"] if validate else None,
+        recommend_seen=seen_items(data.splits, "validation") if config.exclude_seen and validate else None,
         num_beams=config.num_beams,
     )
 
@@ -171,13 +175,14 @@ def build_trainer(
 def final_metrics(
     model: S2GRForGenerativeRecommendation, tokenizer: S2GRTokenizer, data: RecData, config: RunConfig
 ) -> dict[str, Any]:
-    """Validation and test metrics with and without seen-item filtering, and the most-popular baseline.
+    """Validation (not under ``refit``) and test metrics with and without seen-item filtering, and the
+    most-popular baseline.
 
     Keys: the split name for the run's ``exclude_seen`` setting, ``{split}_filtered``/``_unfiltered`` for
     the other one.
     """
     metrics: dict[str, Any] = {"s2gr": {}, "most_popular": {}}
-    for split in ("validation", "test"):
+    for split in ("test",) if config.refit else ("validation", "test"):
         for exclude in (True, False):
             key = (
                 split
@@ -246,7 +251,8 @@ def run_summary(
         },
         "split": {
             "kcore": data.kcore,
-            "protocol": "leave-one-out (last item test, second-last validation, rest training)",
+            "protocol": "leave-one-out (last item test, second-last validation, rest training)"
+            + ("; refit: trained on the validation items too, final weights" if config.refit else ""),
             "ranking": "full ranking over all items"
             + (", seen items excluded" if config.exclude_seen else ""),
             "tie_break": "equal timestamps keep source-file order (stable sort)",
@@ -288,7 +294,9 @@ def run_summary(
             "seed": config.seed,
             "wall_seconds": round(seconds, 1),
         },
-        "metrics": {split: metrics["s2gr"][split] for split in ("validation", "test")},
+        "metrics": {
+            split: metrics["s2gr"][split] for split in ("validation", "test") if split in metrics["s2gr"]
+        },
     }
 
 

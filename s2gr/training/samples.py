@@ -15,7 +15,17 @@ reach back as far as without it), which bounds the cost of an epoch on logs with
 
 from __future__ import annotations
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
+
+from .evaluation import seen_items
+
+
+def refit_sequences(splits: DatasetDict) -> Dataset:
+    """The ``train`` split with each user's validation item appended: the sequences a final model trains
+    on once its setting has been chosen on validation (``RunConfig.refit``). Everything before each test
+    target, which is what the test seen-item filter excludes too."""
+    train = splits["train"]
+    return Dataset.from_dict({"user_id": train["user_id"], "item_ids": seen_items(splits, "test")})
 
 
 def check_recent_targets(recent_targets: int | None) -> None:

@@ -163,6 +163,6 @@ class TimeBudgetCallback(TrainerCallback):
     ) -> TrainerControl:
         if self.clock() - self.started >= self.seconds:
             control.should_training_stop = True
-            control.should_evaluate = True
+            control.should_evaluate = args.eval_strategy != "no"  # no evaluation in a refit
             control.should_save = True
         return control
