@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,18 +40,20 @@ def build_catalog(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     embeddings: np.ndarray | None = None,
+    sequences: Sequence[Sequence[str]] | None = None,
 ) -> Catalog:
     """Embed the items, build their Semantic IDs from the training histories only, wrap a tokenizer.
 
     ``embeddings``: precomputed ``(N, E)`` rows aligned with ``data.items`` (skips the encoder; e.g. rows of a
-    larger catalog's embeddings, as each item's vector depends on its own text only)."""
+    larger catalog's embeddings, as each item's vector depends on its own text only). ``sequences``: the
+    item-id sequences the co-occurrence graph is built from, when not the ``train`` split (a refit's)."""
     codebook = codebook or CodebookConfig()
     if embeddings is None:
         embeddings = embed_items(data.items, encoder, cache_dir=cache_dir, progress=progress)
     elif len(embeddings) != len(data.items):
         raise ValueError(f"embeddings have {len(embeddings)} rows for {len(data.items)} items.")
-    sequences = [np.asarray(sequence, dtype=np.int64) for sequence in data.train_sequences()]
-    semantic_ids = build_semantic_ids(embeddings, sequences, codebook, progress=progress)
+    indexed = [np.asarray(sequence, dtype=np.int64) for sequence in data.train_sequences(sequences)]
+    semantic_ids = build_semantic_ids(embeddings, indexed, codebook, progress=progress)
     tokenizer = S2GRTokenizer.from_semantic_ids(
         data.item_ids, semantic_ids, num_thinking=num_thinking, max_history_items=data.max_history
     )

@@ -30,6 +30,7 @@ from tiny_runs import (
 )
 from transformers import set_seed
 
+import s2gr.catalog as catalog_module
 import s2gr.training.trainer as trainer_module
 from s2gr.catalog import build_catalog
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
@@ -408,8 +409,28 @@ def test_saved_model_reloads_and_recommends_the_same(finished_run) -> None:
     assert metrics == pytest.approx(result.metrics["s2gr"]["validation"], abs=1e-9)
 
 
-def test_refit_run_reports_test_only(tmp_path) -> None:
-    result = train_run(tiny_config(tmp_path, refit=True, max_steps=2))
+def test_refit_run_reports_test_only(tmp_path, monkeypatch) -> None:
+    graphs: list = []
+    build = catalog_module.build_semantic_ids
+    monkeypatch.setattr(
+        catalog_module,
+        "build_semantic_ids",
+        lambda embeddings, sequences, *args, **kwargs: (
+            graphs.append(sequences) or build(embeddings, sequences, *args, **kwargs)
+        ),
+    )
+    config = tiny_config(tmp_path, refit=True, max_steps=2)
+    result = train_run(config)
+    # The codebook's co-occurrence graph sees what training sees: each validation item too.
+    data = load_run_data(config)
+    index = data.item_index()
+    expected = [
+        [index[item] for item in [*items, target]]
+        for items, target in zip(
+            data.splits["train"]["item_ids"], data.splits["validation"]["target"], strict=True
+        )
+    ]
+    assert [sequence.tolist() for sequence in graphs[0]] == expected
     assert set(result.metrics["s2gr"]) == {"test", "test_unfiltered"}
     for values in result.metrics["s2gr"].values():
         assert set(values) == set(METRIC_KEYS) and all(0.0 <= v <= 1.0 for v in values.values())

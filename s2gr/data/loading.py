@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,12 @@ class RecData:
     def item_index(self) -> dict[str, int]:
         return {item: index for index, item in enumerate(self.items["item_id"])}
 
-    def train_sequences(self) -> list[list[int]]:
-        """Training sequences as item indices (what the co-occurrence graph is built from)."""
+    def train_sequences(self, sequences: Sequence[Sequence[str]] | None = None) -> list[list[int]]:
+        """Training sequences as item indices (what the co-occurrence graph is built from): the ``train``
+        split's, or ``sequences`` of item ids (e.g. a refit's, which end with the validation items)."""
         index = self.item_index()
-        return [[index[item] for item in sequence] for sequence in self.splits["train"]["item_ids"]]
+        sequences = self.splits["train"]["item_ids"] if sequences is None else sequences
+        return [[index[item] for item in sequence] for sequence in sequences]
 
 
 def load_data(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..catalog import CODE_USAGE_PLOT, build_catalog
@@ -89,9 +90,15 @@ def new_model(tokenizer: S2GRTokenizer, config: RunConfig) -> S2GRForGenerativeR
     return model
 
 
+def training_sequences(data: RecData, config: RunConfig) -> Dataset:
+    """The user sequences the run trains on (and builds its codebook graph from): the ``train`` split, or
+    under ``refit`` the same with each user's validation item appended."""
+    return refit_sequences(data.splits) if config.refit else data.splits["train"]
+
+
 def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig):
     """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
-    train = refit_sequences(data.splits) if config.refit else data.splits["train"]
+    train = training_sequences(data, config)
     if config.encoder_mode == "causal":
         segments = segment_sequences(train, config.segment_items, config.max_history, config.recent_targets)
         return segments, SegmentCollator(tokenizer)
@@ -330,6 +337,7 @@ def train_run(
         encoder=config.encoder,
         cache_dir=config.cache_dir,
         embeddings=embeddings,
+        sequences=training_sequences(data, config)["item_ids"],
     )
     model = new_model(catalog.tokenizer, config)
     trainer = build_trainer(config, data, catalog.tokenizer, model, **training_overrides)
