@@ -27,7 +27,7 @@ from torch import nn
 
 from s2gr.data import RecData
 from s2gr.training.evaluation import ranking_metrics, seen_items
-from s2gr.training.samples import check_recent_targets, first_target
+from s2gr.training.samples import check_recent_targets, first_target, refit_sequences
 
 
 @dataclass
@@ -155,8 +155,8 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
     items = list(data.item_index())
     index = {item: position + 1 for position, item in enumerate(items)}
     splits, max_history = data.splits, data.max_history
-    train = seen_items(splits, "test") if config.refit else splits["train"]["item_ids"]
-    sequences = [[index[i] for i in seq] for seq in train]
+    train = refit_sequences(splits) if config.refit else splits["train"]
+    sequences = [[index[i] for i in seq] for seq in train["item_ids"]]
     chunks = training_chunks(sequences, max_history, config.recent_targets)
     model = SASRec(len(items), max_history, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
