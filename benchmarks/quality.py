@@ -127,9 +127,11 @@ def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -
     for checkpoint in folder.glob("checkpoint-*"):  # the best model is saved in model/
         shutil.rmtree(checkpoint)
     evals = [entry for entry in result.log_history if "eval_ndcg@10" in entry]
-    # the epoch of the weights kept: the best on validation, or the last of a refit
-    last = result.log_history[-1:] if config.refit else []
-    best = max(evals, key=lambda entry: entry["eval_ndcg@10"]) if evals else (last or [{}])[0]
+    # the epoch of the weights kept: the last of a refit, else the best on validation
+    if config.refit:
+        best = result.log_history[-1]
+    else:
+        best = max(evals, key=lambda entry: entry["eval_ndcg@10"]) if evals else {}
     return {
         "metrics": result.metrics["s2gr"],
         "most_popular": result.metrics["most_popular"],

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from s2gr.data import RecData
-from s2gr.training.evaluation import ranking_metrics, seen_items
-from s2gr.training.samples import check_recent_targets, first_target, refit_sequences
+from s2gr.training.evaluation import ranking_metrics, reported_splits, seen_items
+from s2gr.training.samples import check_recent_targets, first_target, training_split
 
 
 @dataclass
@@ -155,8 +155,7 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
     items = list(data.item_index())
     index = {item: position + 1 for position, item in enumerate(items)}
     splits, max_history = data.splits, data.max_history
-    train = refit_sequences(splits) if config.refit else splits["train"]
-    sequences = [[index[i] for i in seq] for seq in train["item_ids"]]
+    sequences = [[index[i] for i in seq] for seq in training_split(splits, config.refit)["item_ids"]]
     chunks = training_chunks(sequences, max_history, config.recent_targets)
     model = SASRec(len(items), max_history, config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
@@ -189,7 +188,7 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
         if config.refit:  # validation is training data: no evaluation, the final weights
             history.append({"epoch": epoch, "loss": total / count})
             print(f"SASRec refit epoch {epoch}: loss {total / count:.4f}, {minutes:.1f} min", flush=True)
-            best_state, best_epoch = None, epoch
+            best_epoch = epoch  # the weights kept are the last; best_state stays None
             if out_of_time:
                 break
             continue
@@ -207,7 +206,7 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
     if best_state is not None:
         model.load_state_dict(best_state)
     metrics = {}
-    for split in ("test",) if config.refit else ("validation", "test"):
+    for split in reported_splits(config.refit):
         metrics[split] = evaluate(split)
         metrics[f"{split}_{'unfiltered' if exclude_seen else 'filtered'}"] = evaluate(split, not exclude_seen)
     return SASRecResult(metrics, history, time.perf_counter() - started, best_epoch)

@@ -27,6 +27,12 @@ def ranking_metrics(
     )
 
 
+def reported_splits(refit: bool = False) -> tuple[str, ...]:
+    """The splits a final model is scored on: validation and test, or test only for a refit (its validation
+    items are training data)."""
+    return ("test",) if refit else ("validation", "test")
+
+
 def seen_items(splits: DatasetDict, split: str) -> list[list[str]]:
     """Everything each user interacted with before the ``split`` target, not only the truncated history.
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..catalog import CODE_USAGE_PLOT, build_catalog
@@ -35,10 +34,10 @@ from ..tokenization import plot_code_usage
 from ..tokenization_s2gr import S2GRTokenizer
 from .collator import HistoryCollator, SegmentCollator
 from .config import RunConfig
-from .evaluation import most_popular, ranking_metrics, seen_items
+from .evaluation import most_popular, ranking_metrics, reported_splits, seen_items
 from .plots import plot_training_curves
 from .recommend import evaluate_split
-from .samples import refit_sequences, segment_sequences, sliding_window_samples
+from .samples import segment_sequences, sliding_window_samples, training_split
 from .trainer import S2GRTrainer, TimeBudgetCallback
 
 MODEL_DIR = "model"
@@ -90,15 +89,9 @@ def new_model(tokenizer: S2GRTokenizer, config: RunConfig) -> S2GRForGenerativeR
     return model
 
 
-def training_sequences(data: RecData, config: RunConfig) -> Dataset:
-    """The user sequences the run trains on (and builds its codebook graph from): the ``train`` split, or
-    under ``refit`` the same with each user's validation item appended."""
-    return refit_sequences(data.splits) if config.refit else data.splits["train"]
-
-
 def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig):
     """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
-    train = training_sequences(data, config)
+    train = training_split(data.splits, config.refit)
     if config.encoder_mode == "causal":
         segments = segment_sequences(train, config.segment_items, config.max_history, config.recent_targets)
         return segments, SegmentCollator(tokenizer)
@@ -189,7 +182,7 @@ def final_metrics(
     the other one.
     """
     metrics: dict[str, Any] = {"s2gr": {}, "most_popular": {}}
-    for split in ("test",) if config.refit else ("validation", "test"):
+    for split in reported_splits(config.refit):
         for exclude in (True, False):
             key = (
                 split
@@ -301,9 +294,7 @@ def run_summary(
             "seed": config.seed,
             "wall_seconds": round(seconds, 1),
         },
-        "metrics": {
-            split: metrics["s2gr"][split] for split in ("validation", "test") if split in metrics["s2gr"]
-        },
+        "metrics": {split: metrics["s2gr"][split] for split in reported_splits(config.refit)},
     }
 
 
@@ -337,7 +328,7 @@ def train_run(
         encoder=config.encoder,
         cache_dir=config.cache_dir,
         embeddings=embeddings,
-        sequences=training_sequences(data, config)["item_ids"],
+        sequences=training_split(data.splits, config.refit)["item_ids"],
     )
     model = new_model(catalog.tokenizer, config)
     trainer = build_trainer(config, data, catalog.tokenizer, model, **training_overrides)

@@ -28,6 +28,12 @@ def refit_sequences(splits: DatasetDict) -> Dataset:
     return Dataset.from_dict({"user_id": train["user_id"], "item_ids": seen_items(splits, "test")})
 
 
+def training_split(splits: DatasetDict, refit: bool = False) -> Dataset:
+    """The user sequences a run trains on (and builds its codebook graph from): the ``train`` split, or
+    for a refit ``refit_sequences``."""
+    return refit_sequences(splits) if refit else splits["train"]
+
+
 def check_recent_targets(recent_targets: int | None) -> None:
     if recent_targets is not None and recent_targets < 1:
         raise ValueError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
