@@ -69,7 +69,7 @@ mode (num_thinking = 0) through `GenerationMixin` with a `transformers` `Encoder
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,6 +86,8 @@ from transformers.utils import ModelOutput, logging
 from .configuration_s2gr import S2GRConfig
 
 KVPair = tuple[torch.Tensor, torch.Tensor]
+# Maps per-position projections (B, S, X) to the key sets attention reads (M, S', X): chunk windows, kept rows.
+KeyWindows = Callable[[torch.Tensor], torch.Tensor]
 # transformers < 5.2x's GenerationMixin passes and reads the cache as `past_key_values` (later: `cache`).
 _LEGACY_CACHE_NAME = not hasattr(ModelOutput, "_replace_old_cache_name")
 
@@ -174,11 +176,19 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, inner, bias=False)
         self.o_proj = nn.Linear(inner, config.d_model, bias=False)
 
-    def project_kv(self, x: torch.Tensor) -> KVPair:
-        """(M, S, d) -> keys, values (M, H, S, d_kv)."""
-        k = self.k_proj(x).unflatten(-1, (self.num_heads, self.d_kv)).transpose(1, 2)
-        v = self.v_proj(x).unflatten(-1, (self.num_heads, self.d_kv)).transpose(1, 2)
-        return k, v
+    def project_kv(self, x: torch.Tensor, windows: KeyWindows | None = None) -> KVPair:
+        """(B, S, d) -> keys, values (M, H, S', d_kv), (B, H, S, d_kv) without `windows`.
+
+        `windows` cuts the projected positions into the key sets (e.g. previous + own chunk): projecting first
+        costs one projection per position however many windows hold it (the projections have no bias, so the
+        zero padding of a window projects to zero either way).
+        """
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            t = windows(t) if windows is not None else t  # (M, S', H * dk)
+            return t.unflatten(-1, (self.num_heads, self.d_kv)).transpose(1, 2)
+
+        return heads(self.k_proj(x)), heads(self.v_proj(x))
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x (R, t, d), k/v (M, H, S, d_kv), bias broadcastable to (M, H, G*t, S) -> (R, t, d)."""
@@ -220,11 +230,8 @@ class S2GREncoderBlock(GradientCheckpointingLayer):
     def forward(self, x: torch.Tensor, bias: torch.Tensor, chunk: int) -> torch.Tensor:
         """x (B, S, d), bias (B or B*nc, H, q, keys) -> (B, S, d)."""
         h = self.attn_norm(x)
-        if chunk:
-            queries, keys = h.reshape(-1, chunk, h.shape[-1]), _chunk_windows(h, chunk)  # (B*nc, c|2c, d)
-        else:
-            queries, keys = h, h
-        k, v = self.attn.project_kv(keys)
+        queries = h.reshape(-1, chunk, h.shape[-1]) if chunk else h  # (B*nc, chunk, d) or (B, S, d)
+        k, v = self.attn.project_kv(h, (lambda t: _chunk_windows(t, chunk)) if chunk else None)  # keys 2c | S
         x = x + self.dropout(self.attn(queries, k, v, bias).view_as(x))
         return x + self.dropout(self.ff(self.ff_norm(x)))
 
@@ -366,9 +373,12 @@ class S2GRDecoder(nn.Module):
         self.final_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def project_memory(self, states: torch.Tensor, bias: torch.Tensor) -> DecoderMemory:
-        """Encoder states (M, S, d) and key mask (M, 1, Gm, S) -> per-layer cross-attention keys/values."""
-        return DecoderMemory([layer.cross_attn.project_kv(states) for layer in self.layers], bias)
+    def project_memory(
+        self, states: torch.Tensor, bias: torch.Tensor, windows: KeyWindows | None = None
+    ) -> DecoderMemory:
+        """Encoder states (B, S, d), key mask (M, 1, Gm, S') and how `windows` cuts the states into the M
+        memories (none: M = B, S' = S) -> per-layer cross-attention keys/values."""
+        return DecoderMemory([layer.cross_attn.project_kv(states, windows) for layer in self.layers], bias)
 
     def forward(
         self, x: torch.Tensor, memory: DecoderMemory, past: list[KVPair] | None
@@ -775,11 +785,13 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         code_ids: torch.Tensor,
         valid: torch.Tensor,
         num_items_in_batch: Any,
+        windows: KeyWindows | None = None,
     ) -> S2GRModelOutput:
-        """Decode every target row (R, L + 1) against its memory and compute the losses over `valid` rows."""
+        """Decode every target row (R, L + 1) against its memory (`states` cut by `windows`, see
+        `project_memory`) and compute the losses over `valid` rows."""
         config = self.config
         predictors, thoughts = self._teacher_forced(
-            self.decoder.project_memory(states, memory_bias), code_ids
+            self.decoder.project_memory(states, memory_bias, windows), code_ids
         )
         code_logits = self._code_logits(predictors)  # (R, L+1, C)
         codes = self._local_codes(code_ids)
@@ -795,7 +807,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             out.align_loss = out.align_loss_per_level.sum()
         if config.num_thinking and (config.infonce_loss_weight > 0 or config.reg_lambda > 0):
             aux_states = states.detach() if config.aux_detach_memory else states
-            aux_memory = self.aux_decoder.project_memory(aux_states, memory_bias)
+            aux_memory = self.aux_decoder.project_memory(aux_states, memory_bias, windows)
             v_g = self.aux_decoder(self._bos(code_ids.shape[0]), aux_memory, None)[0][:, 0][valid]  # (N, d)
             out.infonce_loss = self._infonce_loss(v_g, code_ids[valid], norm)
             first_thought = thoughts[valid][:, 0]
@@ -936,13 +948,16 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         targets = F.pad(targets, (0, pad), value=False).view(-1, chunk_items)  # (B*nc, G)
         chunk = chunk_items * steps if n_chunks > 1 else 0
         states = self.encoder.encode_items(code_ids.flatten(1), token_valid, chunk)  # (B, S, d)
-        memory_states = _chunk_windows(states, chunk) if chunk else states  # (B*nc, 2*chunk | S, d)
         bias = self._target_memory_bias(token_valid, chunk_items, n_chunks)
         # Decode only the chunks holding a target (segments may start with context-only items).
         keep = targets.any(-1)  # (B*nc,)
+
+        def memory_windows(t: torch.Tensor) -> torch.Tensor:  # (B, S, X) -> (kept chunks, 2*chunk | S, X)
+            return (_chunk_windows(t, chunk) if chunk else t)[keep]
+
         rows = code_ids.view(-1, chunk_items, steps)[keep].flatten(0, 1)  # (R, L+1)
         out = self._target_outputs(
-            memory_states[keep], bias[keep], rows, targets[keep].flatten(), num_items_in_batch
+            states, bias[keep], rows, targets[keep].flatten(), num_items_in_batch, memory_windows
         )
         out.code_logits = self._scatter_chunks(out.code_logits, keep, chunk_items, batch, n_items)
         if out.thinking_states is not None:
