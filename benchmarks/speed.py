@@ -8,7 +8,8 @@ Reports, on real MovieLens histories:
   which fraction of the GEMM rate each path reaches;
 - training targets/s: s2gr's fast causal mode (S2GR and TIGER mode), s2gr's sliding-window mode (exact
   bidirectional TIGER encoder), and Hugging Face ``T5ForConditionalGeneration`` of the same size on the
-  sliding-window recipe;
+  sliding-window recipe; where the hardware computes bf16 natively, also s2gr's fast S2GR and HF T5 under
+  bf16 autocast (``RunConfig.mixed_precision='bf16'``), each against the GEMM rate of its own dtype;
 - recommendation users/s with beam 20, top 10: ``model.recommend`` vs ``model.generate`` with
   ``prefix_allowed_tokens_fn`` over a trie, on the same TIGER-mode model;
 - thinking-token overhead (S2GR vs TIGER mode) for training and inference;
@@ -64,8 +65,8 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def gemm_gflops(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n, device=device()), torch.randn(n, n, device=device())
+def gemm_gflops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    a, b = (torch.randn(n, n, device=device(), dtype=dtype) for _ in range(2))
     a @ b
     _sync()
     start = time.perf_counter()
@@ -109,13 +110,15 @@ def _flops(run) -> float:
     return float(counter.get_total_flops())
 
 
-def _train_rate(model, batches, targets_per_batch: int, steps: int) -> tuple[float, float]:
-    """(targets/s, FLOPs per target) of full optimiser steps over ``batches``."""
+def _train_rate(model, batches, targets_per_batch: int, steps: int, bf16: bool) -> tuple[float, float]:
+    """(targets/s, FLOPs per target) of full optimiser steps over ``batches``; ``bf16``: the forward under
+    bf16 autocast, as the Trainer runs it with ``mixed_precision='bf16'``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
     def step(batch):
-        loss = model(**batch).loss
+        with torch.autocast(device(), dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -134,7 +137,7 @@ def _to_device(batch: dict) -> dict:
     return {key: value.to(device()) for key, value in batch.items()}
 
 
-def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict) -> dict:
+def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict, bf16: bool = False) -> dict:
     """Training throughput of one s2gr path: mode 'causal' (segments) or 'bidirectional' (sliding windows)."""
     from s2gr.training.collator import HistoryCollator, SegmentCollator
     from s2gr.training.samples import segment_sequences, sliding_window_samples
@@ -160,11 +163,11 @@ def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict)
         for i in range(0, len(rows) - batch_size + 1, batch_size)
     ]
     count = int(batches[0]["target_mask"].sum()) if mode == "causal" else batch_size
-    rate, flops = _train_rate(model, batches, count, steps)
-    return {"targets_per_s": rate, "flops_per_target": flops}
+    rate, flops = _train_rate(model, batches, count, steps, bf16)
+    return {"targets_per_s": rate, "flops_per_target": flops, "bf16": bf16}
 
 
-def case_train_hf_t5(dataset: str, steps: int, setup: dict) -> dict:
+def case_train_hf_t5(dataset: str, steps: int, setup: dict, bf16: bool = False) -> dict:
     """Hugging Face T5ForConditionalGeneration, same size, on the sliding-window recipe."""
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -193,8 +196,8 @@ def case_train_hf_t5(dataset: str, steps: int, setup: dict) -> dict:
     batches = [
         _to_device(collate([rows[j] for j in range(i, i + batch)])) for i in range(0, 4 * batch, batch)
     ]
-    rate, flops = _train_rate(model, batches, batch, steps)
-    return {"targets_per_s": rate, "flops_per_target": flops}
+    rate, flops = _train_rate(model, batches, batch, steps, bf16)
+    return {"targets_per_s": rate, "flops_per_target": flops, "bf16": bf16}
 
 
 def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool, setup: dict) -> dict:
@@ -382,13 +385,17 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps or (2 if args.quick else 5)
     users = args.users or (64 if args.quick else 256)
     setup = TINY_SETUP if args.tiny else TIGER_SETUP
+    from s2gr.training.run import native_bf16
+
     gemm = gemm_gflops()
+    bf16 = native_bf16()
     results = {
         "device": torch.cuda.get_device_name()
         if torch.cuda.is_available()
         else f"cpu × {torch.get_num_threads()} threads",
         "dataset": dataset,
         "gemm_gflops": gemm,
+        "gemm_gflops_bf16": gemm_gflops(dtype=torch.bfloat16) if bf16 else None,
         "setup": setup,
         "cases": {},
     }
@@ -406,6 +413,15 @@ def main(argv: list[str] | None = None) -> dict:
             dict(dataset=dataset, mode="bidirectional", thinking=True, steps=steps, setup=setup),
         ),
         "train sliding-window HF T5": ("train_hf_t5", dict(dataset=dataset, steps=steps, setup=setup)),
+        # Mixed precision (RunConfig.mixed_precision='bf16'), where the hardware computes bf16 natively.
+        "train fast (causal) S2GR, bf16": (
+            "train",
+            dict(dataset=dataset, mode="causal", thinking=True, steps=steps, setup=setup, bf16=True),
+        ),
+        "train sliding-window HF T5, bf16": (
+            "train_hf_t5",
+            dict(dataset=dataset, steps=steps, setup=setup, bf16=True),
+        ),
         "recommend S2GR": (
             "recommend",
             dict(dataset=dataset, thinking=True, users=users, use_generate=False, setup=setup),
@@ -421,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     sizes = args.sizes or ([10**3, 10**4] if args.quick else [10**4, 10**5, 10**6])
     for label, (name, kwargs) in plan.items():
-        if name.split("_")[0] in args.parts:
+        if name.split("_")[0] in args.parts and (bf16 or not kwargs.get("bf16")):
             results["cases"][label] = run_case(name, not args.tiny, **kwargs)
             print(f"{label}: {results['cases'][label]}", file=sys.stderr, flush=True)
     if "scaling" in args.parts:
@@ -439,15 +455,16 @@ def _rate(case: dict) -> float:
 
 
 def format_table(results: dict) -> str:
-    cases, gemm = results["cases"], results["gemm_gflops"]
+    cases, gemm, gemm_bf16 = results["cases"], results["gemm_gflops"], results.get("gemm_gflops_bf16")
 
-    lines = [f"device: {results['device']}, data: {results['dataset']}, fp32 GEMM {gemm:.1f} GFLOP/s", ""]
+    peaks = f"fp32 GEMM {gemm:.1f} GFLOP/s" + (f", bf16 GEMM {gemm_bf16:.1f}" if gemm_bf16 else "")
+    lines = [f"device: {results['device']}, data: {results['dataset']}, {peaks}", ""]
     lines.append(f"{'case':34}{'rate':>14}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
         rate = _rate(case)
         unit = "targets/s" if "targets_per_s" in case else "users/s"
         flops = case.get("flops_per_target", case.get("flops_per_user"))
-        fraction = rate * flops / (gemm * 1e9)
+        fraction = rate * flops / ((gemm_bf16 if case.get("bf16") else gemm) * 1e9)  # of its dtype's peak
         lines.append(
             f"{label:34}{rate:>9.1f} {unit:<5}{flops / 1e6:>11.1f}{fraction:>8.1%}{case['peak_mb']:>9.0f}"[
                 :200
@@ -458,6 +475,12 @@ def format_table(results: dict) -> str:
         ("fast S2GR vs HF T5 sliding window", "train fast (causal) S2GR", "train sliding-window HF T5"),
         ("fast S2GR vs s2gr sliding window", "train fast (causal) S2GR", "train sliding-window S2GR"),
         ("recommend vs generate (TIGER mode)", "recommend TIGER mode", "generate + trie TIGER mode"),
+        ("fast S2GR bf16 vs HF T5 (fp32)", "train fast (causal) S2GR, bf16", "train sliding-window HF T5"),
+        (
+            "fast S2GR bf16 vs HF T5 bf16",
+            "train fast (causal) S2GR, bf16",
+            "train sliding-window HF T5, bf16",
+        ),
     ]
     overheads = [
         ("thinking overhead, training", "train fast (causal) TIGER mode", "train fast (causal) S2GR"),

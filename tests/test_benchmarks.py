@@ -18,6 +18,7 @@ from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 from s2gr.data import load_data
 from s2gr.metrics.recommendation.recommendation import per_user_scores
 from s2gr.training.evaluation import most_popular, ranking_metrics
+from s2gr.training.run import native_bf16
 from s2gr.training.samples import sliding_window_samples
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -119,7 +120,9 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     results = json.loads(out.read_text())
     assert results["gemm_gflops"] > 0
     cases = results["cases"]
-    assert len(cases) == 7
+    bf16 = native_bf16()  # the bf16 cases run only where the hardware computes bf16
+    assert len(cases) == (9 if bf16 else 7)
+    assert (results["gemm_gflops_bf16"] or 0) > 0 if bf16 else results["gemm_gflops_bf16"] is None
     for label, case in cases.items():
         rate = case.get("targets_per_s", case.get("users_per_s"))
         flops = case.get("flops_per_target", case.get("flops_per_user"))
@@ -128,6 +131,9 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     fast, tiger = cases["train fast (causal) S2GR"], cases["train fast (causal) TIGER mode"]
     assert fast["flops_per_target"] > tiger["flops_per_target"]
     assert cases["train sliding-window S2GR"]["flops_per_target"] > fast["flops_per_target"]
+    if bf16:  # the same batches and operations, only in another dtype
+        assert cases["train fast (causal) S2GR, bf16"]["flops_per_target"] == fast["flops_per_target"]
+        assert "fast S2GR bf16 vs HF T5 bf16" in done.stdout
     catalogs = results["scaling"]["catalogs"]
     assert list(catalogs) == ["300", "600"]
     assert catalogs["600"]["tables_mb"] > catalogs["300"]["tables_mb"] > 0

@@ -38,7 +38,7 @@ from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
 from s2gr.training.evaluation import seen_items
 from s2gr.training.recommend import evaluate_split
-from s2gr.training.run import build_trainer, load_run_data, new_model, train_run
+from s2gr.training.run import build_trainer, load_run_data, new_model, train_run, trains_in_bf16
 
 NO_EVAL = {
     "eval_strategy": "no",
@@ -97,14 +97,18 @@ def record_forward_outputs(model: torch.nn.Module) -> list[dict]:
 # --- 1. gradient accumulation ----------------------------------------------------------------------------------
 
 
-def one_sgd_step(tiny, tmp_path: Path, mode: str, batch: int, accumulation: int, loss_kwargs: bool = True):
-    """One SGD step of the real trainer on the same 8 rows; returns (update per weight, log, forwards)."""
+def one_sgd_step(
+    tiny, tmp_path: Path, mode: str, batch: int, accumulation: int, loss_kwargs: bool = True, **fields
+):
+    """One SGD step of the real trainer on the same 8 rows; returns (update per weight, log, forwards).
+    ``fields``: further ``RunConfig`` fields."""
     config = tiny_config(
         tmp_path / f"{mode}-{batch}x{accumulation}",
         encoder_mode=mode,
         batch_size=batch,
         gradient_accumulation_steps=accumulation,
         model=EXACT_MODEL,
+        **fields,
     )
     trainer = fresh_trainer(tiny, config, **SGD, **NO_EVAL, learning_rate=0.5, max_steps=1, logging_steps=1)
     # One epoch of exactly these 8 rows is the optimiser step: the same rows whatever the sampler's order.
@@ -144,6 +148,37 @@ def test_gradient_accumulation_gives_the_update_of_one_big_batch(tiny, tmp_path,
         )
         difference = max(float((unscaled[name] - big[name]).abs().max()) for name in big)
         assert difference > 1e-4
+
+
+def test_bf16_trains_under_autocast_with_float32_weights(tiny, tmp_path, monkeypatch) -> None:
+    """mixed_precision='bf16' on a CPU: the projections compute in bf16, the weights and their update stay
+    float32, and the step is the float32 step up to bf16 rounding."""
+    dtypes: list[torch.dtype] = []
+    forward = torch.nn.Linear.forward
+    monkeypatch.setattr(
+        torch.nn.Linear, "forward", lambda self, x: dtypes.append(out := forward(self, x)) or out
+    )
+    full, full_log, _ = one_sgd_step(tiny, tmp_path / "no", "causal", batch=8, accumulation=1)
+    assert {out.dtype for out in dtypes} == {torch.float32}
+    dtypes.clear()
+    half, half_log, _ = one_sgd_step(
+        tiny, tmp_path / "bf16", "causal", batch=8, accumulation=1, mixed_precision="bf16"
+    )
+    assert {out.dtype for out in dtypes} == {torch.bfloat16}
+    assert half_log["loss"] != full_log["loss"]  # rounded differently, so it really ran in bf16
+    assert half_log["loss"] == pytest.approx(full_log["loss"], rel=2e-2)
+    weights = [name for name, update in full.items() if update.is_floating_point()]
+    assert weights and all(half[name].dtype == torch.float32 for name in weights)
+    flat = [torch.cat([updates[name].flatten() for name in weights]) for updates in (full, half)]
+    assert torch.nn.functional.cosine_similarity(*flat, dim=0) > 0.99
+
+
+def test_mixed_precision_auto_is_float32_on_a_cpu() -> None:
+    assert not torch.cuda.is_available()  # the suite runs on CPUs
+    assert trains_in_bf16("auto") is False and trains_in_bf16("no") is False
+    assert trains_in_bf16("bf16") is True
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        RunConfig(mixed_precision="fp16")
 
 
 # --- 2. loss terms in the log ----------------------------------------------------------------------------------

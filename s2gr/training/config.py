@@ -27,6 +27,9 @@ def apply_assignments(values: dict[str, Any], assignments: list[str]) -> dict[st
     return values
 
 
+MIXED_PRECISION = ("auto", "bf16", "no")
+
+
 @dataclass
 class RunConfig:
     """A training run: data, codebook, model and schedule. Unknown keys in a YAML file are an error.
@@ -58,6 +61,10 @@ class RunConfig:
         eval_every_epochs, patience (evaluations without NDCG@10 gain before stopping; 0 = never),
         num_beams, eval_batch_size, exclude_seen (filter each user's past items from rankings),
         logging_steps, gradient_accumulation_steps, seed, max_steps (> 0 overrides epochs).
+        mixed_precision: "auto" (bf16 autocast on a GPU that supports it, float32 on a CPU), "bf16" (also on
+            a CPU: pays off there only with native bf16 instructions and a model of the TIGER size or
+            larger; README, "Speed and memory") or "no" (float32 everywhere). Weights, optimiser state and
+            evaluation stay float32 either way.
         time_budget_minutes: stop training after this much wall time (evaluations included), with one
             last evaluation so the best checkpoint can be the final weights; for equal-budget comparisons.
             The learning-rate schedule still follows ``epochs``: set them to what the budget fits.
@@ -94,11 +101,16 @@ class RunConfig:
     seed: int = 42
     max_steps: int = -1
     time_budget_minutes: float | None = None
+    mixed_precision: str = "auto"
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.encoder_mode not in ("causal", "bidirectional"):
             raise ValueError(f"encoder_mode must be 'causal' or 'bidirectional', got {self.encoder_mode!r}.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}."
+            )
         if self.dataset is not None and self.interactions is not None:
             raise ValueError(
                 "Give either dataset or interactions, not both (set dataset: null for your own files)."

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,33 @@ def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig)
     return windows, HistoryCollator(tokenizer)
 
 
+def native_bf16() -> bool:
+    """Whether this machine computes bf16 in hardware: a GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def trains_in_bf16(mixed_precision: str) -> bool:
+    """Whether a run with this ``RunConfig.mixed_precision`` trains under bf16 autocast on this machine."""
+    if mixed_precision == "no":
+        return False
+    cuda = torch.cuda.is_available()
+    if mixed_precision == "auto":
+        return cuda and torch.cuda.is_bf16_supported()
+    if cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            "mixed_precision='bf16', but this GPU has no bf16 (it needs Ampere or newer): use 'no'."
+        )
+    if not native_bf16():
+        warnings.warn(
+            "mixed_precision='bf16' on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated and "
+            "slower than float32 here; 'no' trains faster.",
+            stacklevel=2,
+        )
+    return True
+
+
 def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any) -> TrainingArguments:
     """The run's ``TrainingArguments``; ``overrides`` replace or add any of them (e.g. ``optim="sgd"``).
 
@@ -106,7 +134,7 @@ def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any
     ``batch_size`` rows per micro-batch) an epoch has N times fewer, and ``eval_every_epochs`` follows.
     """
     eval_steps = max(1, round(steps_per_epoch * config.eval_every_epochs))
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = trains_in_bf16(config.mixed_precision)
     arguments = dict(
         output_dir=config.output_dir,
         num_train_epochs=config.epochs,
@@ -131,7 +159,8 @@ def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
-        bf16=use_bf16,
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # what TrainingArguments asks for bf16 on a CPU
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
