@@ -102,11 +102,24 @@ def _mask_to_bias(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(allowed, torch.zeros((), dtype=dtype, device=allowed.device), torch.finfo(dtype).min)
 
 
-def _chunk_windows(x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(B, S, ...) cut into chunks of `chunk` positions -> (B * n_chunks, 2 * chunk, ...): previous + own chunk."""
-    chunks = x.unflatten(1, (x.shape[1] // chunk, chunk))  # (B, nc, chunk, ...)
-    previous = torch.cat([torch.zeros_like(chunks[:, :1]), chunks[:, :-1]], dim=1)  # chunk c-1, zeros for c=0
-    return torch.cat([previous, chunks], dim=2).flatten(0, 1)
+def _chunk_windows(x: torch.Tensor, chunk: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, S, ...) cut into chunks of `chunk` positions -> (B * n_chunks, 2 * chunk, ...): previous + own chunk.
+
+    `keep` (B * n_chunks,) bool: only those windows, gathered from the chunks without building the others
+    (fast-mode decoding skips the chunks that hold no target)."""
+    n_chunks = x.shape[1] // chunk
+    chunks = x.unflatten(1, (n_chunks, chunk))  # (B, nc, chunk, ...)
+    if keep is None:
+        previous = torch.cat(
+            [torch.zeros_like(chunks[:, :1]), chunks[:, :-1]], dim=1
+        )  # chunk c-1, zeros for c=0
+        return torch.cat([previous, chunks], dim=2).flatten(0, 1)
+    padded = torch.cat([torch.zeros_like(chunks[:, :1]), chunks], dim=1).flatten(
+        0, 1
+    )  # (B*(1+nc), chunk, ...)
+    own = keep.nonzero().squeeze(1)  # window index b * nc + c
+    own = own + own.div(n_chunks, rounding_mode="floor") + 1  # its chunk in `padded`: b * (nc + 1) + c + 1
+    return torch.cat([padded[own - 1], padded[own]], dim=1)
 
 
 def relative_position_bucket(
@@ -953,7 +966,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         keep = targets.any(-1)  # (B*nc,)
 
         def memory_windows(t: torch.Tensor) -> torch.Tensor:  # (B, S, X) -> (kept chunks, 2*chunk | S, X)
-            return (_chunk_windows(t, chunk) if chunk else t)[keep]
+            return _chunk_windows(t, chunk, keep) if chunk else t[keep]
 
         rows = code_ids.view(-1, chunk_items, steps)[keep].flatten(0, 1)  # (R, L+1)
         out = self._target_outputs(

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s2gr.configuration_s2gr import S2GRConfig
-from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
+from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation, _chunk_windows
 
 LEVELS, CODES, DEDUP, CLUSTERS = 3, 8, 3, 4
 PrefixTables = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]  # (offsets, codes, items)
@@ -438,6 +440,33 @@ def test_fast_mode_equals_sliding_window(n_items: int) -> None:
                 torch.testing.assert_close(
                     fast.thinking_states[row, target], slow.thinking_states[0], rtol=1e-4, atol=1e-5
                 )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    n_chunks=st.integers(1, 4),
+    chunk=st.integers(1, 3),
+    features=st.sampled_from([(), (2,), (2, 3)]),
+    seed=st.integers(0, 2**16),
+)
+def test_kept_chunk_windows_are_the_selected_windows(batch, n_chunks, chunk, features, seed) -> None:
+    """Gathering only the kept windows gives what cutting every window and selecting would, values and
+    gradients: chunk c's window is chunk c - 1 (zeros for c = 0) followed by chunk c."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_chunks * chunk, *features, generator=generator, requires_grad=True)
+    keep = torch.rand(batch * n_chunks, generator=generator) > 0.5
+    every = _chunk_windows(x, chunk)  # (B * nc, 2 * chunk, ...)
+    chunks = x.unflatten(1, (n_chunks, chunk)).flatten(0, 1)
+    for window in range(batch * n_chunks):
+        previous = chunks[window - 1] if window % n_chunks else torch.zeros_like(chunks[0])
+        assert torch.equal(every[window], torch.cat([previous, chunks[window]]))
+    kept = _chunk_windows(x, chunk, keep)
+    assert torch.equal(kept, every[keep])
+    weights = torch.randn(kept.shape, generator=generator)
+    (grad_kept,) = torch.autograd.grad((kept * weights).sum(), x)
+    (grad_every,) = torch.autograd.grad((every[keep] * weights).sum(), x)
+    torch.testing.assert_close(grad_kept, grad_every)
 
 
 def test_fast_mode_target_mask_restricts_targets() -> None:
