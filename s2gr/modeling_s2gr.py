@@ -109,16 +109,13 @@ def _chunk_windows(x: torch.Tensor, chunk: int, keep: torch.Tensor | None = None
     (fast-mode decoding skips the chunks that hold no target)."""
     n_chunks = x.shape[1] // chunk
     chunks = x.unflatten(1, (n_chunks, chunk))  # (B, nc, chunk, ...)
+    # (B, 1 + nc, chunk, ...): a zero chunk first, so window c is padded chunks c and c + 1.
+    padded = torch.cat([torch.zeros_like(chunks[:, :1]), chunks], dim=1)
     if keep is None:
-        previous = torch.cat(
-            [torch.zeros_like(chunks[:, :1]), chunks[:, :-1]], dim=1
-        )  # chunk c-1, zeros for c=0
-        return torch.cat([previous, chunks], dim=2).flatten(0, 1)
-    padded = torch.cat([torch.zeros_like(chunks[:, :1]), chunks], dim=1).flatten(
-        0, 1
-    )  # (B*(1+nc), chunk, ...)
+        return torch.cat([padded[:, :-1], padded[:, 1:]], dim=2).flatten(0, 1)
     own = keep.nonzero().squeeze(1)  # window index b * nc + c
-    own = own + own.div(n_chunks, rounding_mode="floor") + 1  # its chunk in `padded`: b * (nc + 1) + c + 1
+    own = own + own.div(n_chunks, rounding_mode="floor") + 1  # its chunk in flat padded: b * (nc + 1) + c + 1
+    padded = padded.flatten(0, 1)  # (B * (1 + nc), chunk, ...)
     return torch.cat([padded[own - 1], padded[own]], dim=1)
 
 

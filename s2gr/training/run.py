@@ -111,14 +111,14 @@ def trains_in_bf16(mixed_precision: str) -> bool:
     """Whether a run with this ``RunConfig.mixed_precision`` trains under bf16 autocast on this machine."""
     if mixed_precision == "no":
         return False
-    cuda = torch.cuda.is_available()
+    cuda, native = torch.cuda.is_available(), native_bf16()
     if mixed_precision == "auto":
-        return cuda and torch.cuda.is_bf16_supported()
-    if cuda and not torch.cuda.is_bf16_supported():
+        return cuda and native
+    if cuda and not native:
         raise ValueError(
             "mixed_precision='bf16', but this GPU has no bf16 (it needs Ampere or newer): use 'no'."
         )
-    if not native_bf16():
+    if not native:
         warnings.warn(
             "mixed_precision='bf16' on a CPU without native bf16 (AVX512-BF16 or AMX): bf16 is emulated and "
             "slower than float32 here; 'no' trains faster.",
