@@ -16,7 +16,11 @@ Reports, on real MovieLens histories:
 - peak memory (max RSS of a fresh process per case; on a GPU, peak allocated memory);
 - how the codebook build and the constrained-decoding tables grow with the catalog (10^4-10^6 synthetic
   items with the covariance spectrum of text embeddings), and how many items the codes leave colliding.
-Each case runs in its own process so that peaks and thread pools do not mix.
+Each case runs in its own process so that peaks and thread pools do not mix. A case's rate is the median
+over its timed repeats (training steps, recommendation passes), pooled over ``--rounds`` rounds of the whole
+plan: shared machines drift by 10-20 % within minutes, and the median of interleaved rounds keeps a
+passing slowdown from landing on one side of a ratio. The table's IQR column is the interquartile range of
+those repeats as a share of the median.
 """
 
 from __future__ import annotations
@@ -81,6 +85,21 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def _seconds(run) -> float:
+    """Wall seconds of one call of ``run``, the device's queue drained on both sides."""
+    _sync()
+    start = time.perf_counter()
+    run()
+    _sync()
+    return time.perf_counter() - start
+
+
+def summarise(rates: list[float]) -> dict:
+    """The median of repeated rate measurements and its interquartile range as a share of it."""
+    q25, median, q75 = np.quantile(rates, [0.25, 0.5, 0.75])
+    return {"rate": float(median), "iqr": float((q75 - q25) / median), "rates": [float(r) for r in rates]}
+
+
 def _catalog(dataset: str, num_thinking: int):
     """Real histories and real (residual k-means, fast to build) Semantic IDs of the catalog."""
     from s2gr.catalog import build_catalog
@@ -110,9 +129,10 @@ def _flops(run) -> float:
     return float(counter.get_total_flops())
 
 
-def _train_rate(model, batches, targets_per_batch: int, steps: int, bf16: bool) -> tuple[float, float]:
-    """(targets/s, FLOPs per target) of full optimiser steps over ``batches``; ``bf16``: the forward under
-    bf16 autocast, as the Trainer runs it with ``mixed_precision='bf16'``."""
+def _train_rates(model, batches, targets: list[int], steps: int, bf16: bool) -> tuple[list[float], float]:
+    """(targets/s of each of ``steps`` full optimiser steps, FLOPs per target) over ``batches`` holding
+    ``targets`` targets each; ``bf16``: the forward under bf16 autocast, as the Trainer runs it with
+    ``mixed_precision='bf16'``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
@@ -124,13 +144,12 @@ def _train_rate(model, batches, targets_per_batch: int, steps: int, bf16: bool) 
         optimizer.zero_grad(set_to_none=True)
 
     step(batches[0])  # warm-up
-    flops = _flops(lambda: step(batches[0])) / targets_per_batch
-    _sync()
-    start = time.perf_counter()
+    flops = _flops(lambda: step(batches[0])) / targets[0]
+    rates = []
     for i in range(steps):
-        step(batches[i % len(batches)])
-    _sync()
-    return steps * targets_per_batch / (time.perf_counter() - start), flops
+        batch, count = batches[i % len(batches)], targets[i % len(batches)]
+        rates.append(count / _seconds(lambda batch=batch: step(batch)))
+    return rates, flops
 
 
 def _to_device(batch: dict) -> dict:
@@ -162,9 +181,9 @@ def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict,
         _to_device(collate([rows[j] for j in range(i, i + batch_size)]))
         for i in range(0, len(rows) - batch_size + 1, batch_size)
     ]
-    count = int(batches[0]["target_mask"].sum()) if mode == "causal" else batch_size
-    rate, flops = _train_rate(model, batches, count, steps, bf16)
-    return {"targets_per_s": rate, "flops_per_target": flops, "bf16": bf16}
+    targets = [int(b["target_mask"].sum()) if mode == "causal" else batch_size for b in batches]
+    rates, flops = _train_rates(model, batches, targets, steps, bf16)
+    return {"unit": "targets/s", "rates": rates, "flops_per_unit": flops, "bf16": bf16}
 
 
 def case_train_hf_t5(dataset: str, steps: int, setup: dict, bf16: bool = False) -> dict:
@@ -196,12 +215,15 @@ def case_train_hf_t5(dataset: str, steps: int, setup: dict, bf16: bool = False) 
     batches = [
         _to_device(collate([rows[j] for j in range(i, i + batch)])) for i in range(0, 4 * batch, batch)
     ]
-    rate, flops = _train_rate(model, batches, batch, steps, bf16)
-    return {"targets_per_s": rate, "flops_per_target": flops, "bf16": bf16}
+    rates, flops = _train_rates(model, batches, [batch] * len(batches), steps, bf16)
+    return {"unit": "targets/s", "rates": rates, "flops_per_unit": flops, "bf16": bf16}
 
 
-def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool, setup: dict) -> dict:
-    """Users/s of beam 20, top 10 over real test histories: ``recommend`` or ``generate`` + trie."""
+def case_recommend(
+    dataset: str, thinking: bool, users: int, use_generate: bool, setup: dict, repeats: int
+) -> dict:
+    """Users/s of beam 20, top 10 over real test histories, ``repeats`` passes: ``recommend`` or
+    ``generate`` + trie."""
     data, tokenizer = _catalog(dataset, 3 if thinking else 0)
     model = (
         _model(tokenizer, "bidirectional", setup["model"]).eval().requires_grad_(False)
@@ -232,11 +254,8 @@ def case_recommend(dataset: str, thinking: bool, users: int, use_generate: bool,
     with torch.no_grad():
         run()  # warm-up
         flops = _flops(run) / users
-        _sync()
-        start = time.perf_counter()
-        run()
-        _sync()
-    return {"users_per_s": users / (time.perf_counter() - start), "flops_per_user": flops}
+        rates = [users / _seconds(run) for _ in range(repeats)]
+    return {"unit": "users/s", "rates": rates, "flops_per_unit": flops}
 
 
 def _trie_fn(tokenizer):
@@ -356,7 +375,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--dataset", default=None, help="override the data set (default ml-1m, ml-100k with --quick)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps per case")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps per case and round")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the whole plan this many times, interleaved (default 1)"
+    )
     parser.add_argument("--users", type=int, default=None, help="test users per recommendation case")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users (a tiny slice)")
     parser.add_argument(
@@ -382,8 +404,9 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = args.dataset or ("ml-100k" if args.quick else "ml-1m")
     if args.max_users:
         dataset = f"{dataset}:{args.max_users}"
-    steps = args.steps or (2 if args.quick else 5)
+    steps = args.steps or (2 if args.quick else 10)
     users = args.users or (64 if args.quick else 256)
+    repeats = 1 if args.quick or args.tiny else 3  # recommendation passes per case and round
     setup = TINY_SETUP if args.tiny else TIGER_SETUP
     from s2gr.training.run import native_bf16
 
@@ -424,22 +447,35 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "recommend S2GR": (
             "recommend",
-            dict(dataset=dataset, thinking=True, users=users, use_generate=False, setup=setup),
+            dict(
+                dataset=dataset, thinking=True, users=users, use_generate=False, setup=setup, repeats=repeats
+            ),
         ),
         "recommend TIGER mode": (
             "recommend",
-            dict(dataset=dataset, thinking=False, users=users, use_generate=False, setup=setup),
+            dict(
+                dataset=dataset, thinking=False, users=users, use_generate=False, setup=setup, repeats=repeats
+            ),
         ),
         "generate + trie TIGER mode": (
             "recommend",
-            dict(dataset=dataset, thinking=False, users=users, use_generate=True, setup=setup),
+            dict(
+                dataset=dataset, thinking=False, users=users, use_generate=True, setup=setup, repeats=repeats
+            ),
         ),
     }
     sizes = args.sizes or ([10**3, 10**4] if args.quick else [10**4, 10**5, 10**6])
-    for label, (name, kwargs) in plan.items():
-        if name.split("_")[0] in args.parts and (bf16 or not kwargs.get("bf16")):
-            results["cases"][label] = run_case(name, not args.tiny, **kwargs)
-            print(f"{label}: {results['cases'][label]}", file=sys.stderr, flush=True)
+    chosen = {
+        label: case
+        for label, case in plan.items()
+        if case[0].split("_")[0] in args.parts and (bf16 or not case[1].get("bf16"))
+    }
+    rounds: dict[str, list[dict]] = {label: [] for label in chosen}
+    for round_ in range(args.rounds):
+        for label, (name, kwargs) in chosen.items():
+            rounds[label].append(run_case(name, not args.tiny, **kwargs))
+            print(f"round {round_ + 1}, {label}: {rounds[label][-1]}", file=sys.stderr, flush=True)
+    results["cases"] = {label: pool_rounds(measured) for label, measured in rounds.items()}
     if "scaling" in args.parts:
         results["scaling"] = run_case(
             "catalog_scaling", not args.tiny, sizes=sizes, full_schedule=args.full_codebook_schedule
@@ -450,8 +486,12 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def _rate(case: dict) -> float:
-    return case.get("targets_per_s", case.get("users_per_s"))
+def pool_rounds(measured: list[dict]) -> dict:
+    """One case's results from several rounds -> one: the median over every repeat of every round, the
+    largest peak."""
+    pooled = {key: value for key, value in measured[0].items() if key not in ("rates", "peak_mb")}
+    pooled["peak_mb"] = max(m["peak_mb"] for m in measured)
+    return pooled | summarise([rate for m in measured for rate in m["rates"]])
 
 
 def format_table(results: dict) -> str:
@@ -459,16 +499,13 @@ def format_table(results: dict) -> str:
 
     peaks = f"fp32 GEMM {gemm:.1f} GFLOP/s" + (f", bf16 GEMM {gemm_bf16:.1f}" if gemm_bf16 else "")
     lines = [f"device: {results['device']}, data: {results['dataset']}, {peaks}", ""]
-    lines.append(f"{'case':34}{'rate':>14}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
+    lines.append(f"{'case':34}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
-        rate = _rate(case)
-        unit = "targets/s" if "targets_per_s" in case else "users/s"
-        flops = case.get("flops_per_target", case.get("flops_per_user"))
+        rate, flops = case["rate"], case["flops_per_unit"]
         fraction = rate * flops / ((gemm_bf16 if case.get("bf16") else gemm) * 1e9)  # of its dtype's peak
         lines.append(
-            f"{label:34}{rate:>9.1f} {unit:<5}{flops / 1e6:>11.1f}{fraction:>8.1%}{case['peak_mb']:>9.0f}"[
-                :200
-            ]
+            f"{label:34}{rate:>9.1f} {case['unit']:<9}{case['iqr']:>6.0%}{flops / 1e6:>12.1f}{fraction:>8.1%}"
+            f"{case['peak_mb']:>9.0f}"
         )
 
     ratios = [
@@ -489,10 +526,10 @@ def format_table(results: dict) -> str:
     lines.append("")
     for name, a, b in ratios:
         if a in cases and b in cases:
-            lines.append(f"{name + ':':37}{_rate(cases[a]) / _rate(cases[b]):.1f}x")
+            lines.append(f"{name + ':':37}{cases[a]['rate'] / cases[b]['rate']:.1f}x")
     for name, a, b in overheads:
         if a in cases and b in cases:
-            lines.append(f"{name + ':':37}{_rate(cases[a]) / _rate(cases[b]) - 1:+.0%}")
+            lines.append(f"{name + ':':37}{cases[a]['rate'] / cases[b]['rate'] - 1:+.0%}")
     lines += [
         "",
         f"{'catalog items':>14}{'codebook epochs':>16}{'codebook s':>11}{'tables s':>10}{'tables MB':>11}"
