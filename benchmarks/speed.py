@@ -18,9 +18,9 @@ Reports, on real MovieLens histories:
   items with the covariance spectrum of text embeddings), and how many items the codes leave colliding.
 Each case runs in its own process so that peaks and thread pools do not mix. A case's rate is the median
 over its timed repeats (training steps, recommendation passes), pooled over ``--rounds`` rounds of the whole
-plan: shared machines drift by 10-20 % within minutes, and the median of interleaved rounds keeps a
-passing slowdown from landing on one side of a ratio. The table's IQR column is the interquartile range of
-those repeats as a share of the median.
+plan; the table's IQR column is their interquartile range as a share of the median. Shared machines drift
+by 20-30 % within minutes, so each comparison (speed-up, overhead) is a ratio of two cases of one round,
+and with several rounds the median of the rounds' ratios, each round's printed beside it.
 """
 
 from __future__ import annotations
@@ -476,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
             rounds[label].append(run_case(name, not args.tiny, **kwargs))
             print(f"round {round_ + 1}, {label}: {rounds[label][-1]}", file=sys.stderr, flush=True)
     results["cases"] = {label: pool_rounds(measured) for label, measured in rounds.items()}
+    results["comparisons"] = compare(results["cases"])
     if "scaling" in args.parts:
         results["scaling"] = run_case(
             "catalog_scaling", not args.tiny, sizes=sizes, full_schedule=args.full_codebook_schedule
@@ -491,7 +492,37 @@ def pool_rounds(measured: list[dict]) -> dict:
     largest peak."""
     pooled = {key: value for key, value in measured[0].items() if key not in ("rates", "peak_mb")}
     pooled["peak_mb"] = max(m["peak_mb"] for m in measured)
+    pooled["round_rates"] = [float(np.median(m["rates"])) for m in measured]
     return pooled | summarise([rate for m in measured for rate in m["rates"]])
+
+
+# (name, faster case, slower case, how to print): a speed-up "x", or an overhead "%" of the second over the first.
+COMPARISONS = [
+    ("fast S2GR vs HF T5 sliding window", "train fast (causal) S2GR", "train sliding-window HF T5", "x"),
+    ("fast S2GR vs s2gr sliding window", "train fast (causal) S2GR", "train sliding-window S2GR", "x"),
+    ("recommend vs generate (TIGER mode)", "recommend TIGER mode", "generate + trie TIGER mode", "x"),
+    ("fast S2GR bf16 vs HF T5 (fp32)", "train fast (causal) S2GR, bf16", "train sliding-window HF T5", "x"),
+    (
+        "fast S2GR bf16 vs HF T5 bf16",
+        "train fast (causal) S2GR, bf16",
+        "train sliding-window HF T5, bf16",
+        "x",
+    ),
+    ("fast S2GR bf16 vs fast S2GR fp32", "train fast (causal) S2GR, bf16", "train fast (causal) S2GR", "x"),
+    ("thinking overhead, training", "train fast (causal) TIGER mode", "train fast (causal) S2GR", "%"),
+    ("thinking overhead, inference", "recommend TIGER mode", "recommend S2GR", "%"),
+]
+
+
+def compare(cases: dict) -> dict:
+    """Each comparison whose cases ran: the rate ratio within each round and its median over the rounds
+    (two cases of one round ran minutes apart; across rounds the machine may have drifted)."""
+    out = {}
+    for name, a, b, kind in COMPARISONS:
+        if a in cases and b in cases:
+            per_round = [x / y for x, y in zip(cases[a]["round_rates"], cases[b]["round_rates"], strict=True)]
+            out[name] = {"ratio": float(np.median(per_round)), "per_round": per_round, "kind": kind}
+    return out
 
 
 def format_table(results: dict) -> str:
@@ -508,28 +539,12 @@ def format_table(results: dict) -> str:
             f"{case['peak_mb']:>9.0f}"
         )
 
-    ratios = [
-        ("fast S2GR vs HF T5 sliding window", "train fast (causal) S2GR", "train sliding-window HF T5"),
-        ("fast S2GR vs s2gr sliding window", "train fast (causal) S2GR", "train sliding-window S2GR"),
-        ("recommend vs generate (TIGER mode)", "recommend TIGER mode", "generate + trie TIGER mode"),
-        ("fast S2GR bf16 vs HF T5 (fp32)", "train fast (causal) S2GR, bf16", "train sliding-window HF T5"),
-        (
-            "fast S2GR bf16 vs HF T5 bf16",
-            "train fast (causal) S2GR, bf16",
-            "train sliding-window HF T5, bf16",
-        ),
-    ]
-    overheads = [
-        ("thinking overhead, training", "train fast (causal) TIGER mode", "train fast (causal) S2GR"),
-        ("thinking overhead, inference", "recommend TIGER mode", "recommend S2GR"),
-    ]
     lines.append("")
-    for name, a, b in ratios:
-        if a in cases and b in cases:
-            lines.append(f"{name + ':':37}{cases[a]['rate'] / cases[b]['rate']:.1f}x")
-    for name, a, b in overheads:
-        if a in cases and b in cases:
-            lines.append(f"{name + ':':37}{cases[a]['rate'] / cases[b]['rate'] - 1:+.0%}")
+    for name, comparison in results.get("comparisons", {}).items():
+        ratios = [comparison["ratio"], *comparison["per_round"]]
+        shown = [f"{r:.1f}x" if comparison["kind"] == "x" else f"{r - 1:+.0%}" for r in ratios]
+        rounds = f"  (rounds: {', '.join(shown[1:])})" if len(shown) > 2 else ""
+        lines.append(f"{name + ':':37}{shown[0]}{rounds}")
     lines += [
         "",
         f"{'catalog items':>14}{'codebook epochs':>16}{'codebook s':>11}{'tables s':>10}{'tables MB':>11}"

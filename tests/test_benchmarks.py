@@ -138,6 +138,7 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     for label, case in cases.items():
         # Two rounds of one timed step (training) or pass (recommendation) each, pooled.
         assert len(case["rates"]) == 2 and case["rate"] == pytest.approx(np.median(case["rates"])), label
+        assert case["round_rates"] == pytest.approx(case["rates"]), label  # one repeat per round
         assert case["rate"] > 0 and case["iqr"] >= 0, label
         assert case["flops_per_unit"] > 1e5 and case["peak_mb"] > 10, label
         assert case["unit"] == ("targets/s" if label.startswith("train") else "users/s"), label
@@ -155,6 +156,14 @@ def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
         assert 0.0 <= row["collision_rate"] <= 1.0 and 0.0 < row["recon_mse"] < 1.5
         assert row["epochs"] == 2  # the short 1 + 1 schedule unless --full-codebook-schedule
         assert row["dedup_size"] >= 1 and (row["dedup_size"] > 1) == (row["collision_rate"] > 0)
+    # Each comparison is the median over rounds of a ratio of the same round's two medians.
+    comparisons = results["comparisons"]
+    assert len(comparisons) == (8 if bf16 else 5)
+    faster, slower = cases["recommend TIGER mode"], cases["generate + trie TIGER mode"]
+    per_round = [a / b for a, b in zip(faster["round_rates"], slower["round_rates"], strict=True)]
+    assert comparisons["recommend vs generate (TIGER mode)"]["per_round"] == pytest.approx(per_round)
+    for comparison in comparisons.values():
+        assert comparison["ratio"] == pytest.approx(np.median(comparison["per_round"]))
     for line in ("fast S2GR vs HF T5", "recommend vs generate", "thinking overhead, training", "recon MSE"):
         assert line in done.stdout
 
