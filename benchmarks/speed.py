@@ -496,7 +496,7 @@ def pool_rounds(measured: list[dict]) -> dict:
     return pooled | summarise([rate for m in measured for rate in m["rates"]])
 
 
-# (name, faster case, slower case, how to print): a speed-up "x", or an overhead "%" of the second over the first.
+# (name, case a, case b, how to print): a's rate over b's as a speed-up "x", or as the extra cost "%" of b over a.
 COMPARISONS = [
     ("fast S2GR vs HF T5 sliding window", "train fast (causal) S2GR", "train sliding-window HF T5", "x"),
     ("fast S2GR vs s2gr sliding window", "train fast (causal) S2GR", "train sliding-window S2GR", "x"),
