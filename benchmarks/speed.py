@@ -422,47 +422,20 @@ def main(argv: list[str] | None = None) -> dict:
         "setup": setup,
         "cases": {},
     }
+    # What every training case and every recommendation case shares; each plan entry adds what sets it apart.
+    train = dict(dataset=dataset, steps=steps, setup=setup)
+    recommend = dict(dataset=dataset, users=users, setup=setup, repeats=repeats)
     plan = {
-        "train fast (causal) S2GR": (
-            "train",
-            dict(dataset=dataset, mode="causal", thinking=True, steps=steps, setup=setup),
-        ),
-        "train fast (causal) TIGER mode": (
-            "train",
-            dict(dataset=dataset, mode="causal", thinking=False, steps=steps, setup=setup),
-        ),
-        "train sliding-window S2GR": (
-            "train",
-            dict(dataset=dataset, mode="bidirectional", thinking=True, steps=steps, setup=setup),
-        ),
-        "train sliding-window HF T5": ("train_hf_t5", dict(dataset=dataset, steps=steps, setup=setup)),
+        "train fast (causal) S2GR": ("train", dict(train, mode="causal", thinking=True)),
+        "train fast (causal) TIGER mode": ("train", dict(train, mode="causal", thinking=False)),
+        "train sliding-window S2GR": ("train", dict(train, mode="bidirectional", thinking=True)),
+        "train sliding-window HF T5": ("train_hf_t5", train),
         # Mixed precision (RunConfig.mixed_precision='bf16'), where the hardware computes bf16 natively.
-        "train fast (causal) S2GR, bf16": (
-            "train",
-            dict(dataset=dataset, mode="causal", thinking=True, steps=steps, setup=setup, bf16=True),
-        ),
-        "train sliding-window HF T5, bf16": (
-            "train_hf_t5",
-            dict(dataset=dataset, steps=steps, setup=setup, bf16=True),
-        ),
-        "recommend S2GR": (
-            "recommend",
-            dict(
-                dataset=dataset, thinking=True, users=users, use_generate=False, setup=setup, repeats=repeats
-            ),
-        ),
-        "recommend TIGER mode": (
-            "recommend",
-            dict(
-                dataset=dataset, thinking=False, users=users, use_generate=False, setup=setup, repeats=repeats
-            ),
-        ),
-        "generate + trie TIGER mode": (
-            "recommend",
-            dict(
-                dataset=dataset, thinking=False, users=users, use_generate=True, setup=setup, repeats=repeats
-            ),
-        ),
+        "train fast (causal) S2GR, bf16": ("train", dict(train, mode="causal", thinking=True, bf16=True)),
+        "train sliding-window HF T5, bf16": ("train_hf_t5", dict(train, bf16=True)),
+        "recommend S2GR": ("recommend", dict(recommend, thinking=True, use_generate=False)),
+        "recommend TIGER mode": ("recommend", dict(recommend, thinking=False, use_generate=False)),
+        "generate + trie TIGER mode": ("recommend", dict(recommend, thinking=False, use_generate=True)),
     }
     sizes = args.sizes or ([10**3, 10**4] if args.quick else [10**4, 10**5, 10**6])
     chosen = {

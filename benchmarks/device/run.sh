@@ -17,8 +17,23 @@ set -euo pipefail
 BUDGET="${BUDGET:-6}" EPOCHS="${EPOCHS:-15}"
 parts=("$@")
 [[ ${#parts[@]} -gt 0 ]] || { echo "usage: run.sh speed|quality [...]" >&2; exit 2; }
-for part in "${parts[@]}"; do
-  [[ "$part" == speed || "$part" == quality ]] || { echo "run.sh: unknown part $part (speed, quality)" >&2; exit 2; }
+run_speed() {
+  # shellcheck disable=SC2086  # the argument strings are word lists
+  $python benchmarks/speed.py --dataset ml-1m --parts train recommend $SPEED_ARGS --out "$OUT/speed.json" \
+    > "$OUT/speed.log" 2>&1 || { tail -20 "$OUT/speed.log"; exit 1; }
+  grep -v "examples/s" "$OUT/speed.log" | grep -v "^round" | tail -22
+}
+run_quality() {
+  # shellcheck disable=SC2086
+  $python benchmarks/quality.py --dataset ml-1m --methods s2gr tiger $QUALITY_ARGS --set batch_size=64 \
+    --set segment_items=80 --set lr=0.002 --set eval_every_epochs=1 --set patience=0 --set eval_batch_size=512 \
+    --out /tmp/quality > "$OUT/quality.log" 2>&1 || { tail -20 "$OUT/quality.log"; exit 1; }
+  cp /tmp/quality/quality.md /tmp/quality/results.json "$OUT/"
+  cp /tmp/quality/curves.png "$OUT/" 2>/dev/null || true
+  cat "$OUT/quality.md"
+}
+for part in "${parts[@]}"; do  # every part is a run_<part> function above
+  declare -F "run_$part" > /dev/null || { echo "run.sh: unknown part $part (speed, quality)" >&2; exit 2; }
 done
 SPEED_ARGS="${SPEED_ARGS:---steps 20 --users 256 --rounds 2}"
 QUALITY_ARGS="${QUALITY_ARGS:---seeds 1 --epochs $EPOCHS --time-budget $BUDGET --threads 4 --workers 2}"
@@ -39,24 +54,4 @@ for name in ("torch", "transformers", "datasets", "evaluate", "accelerate", "pef
 import torch
 print("cuda:", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 PY
-run_speed() {
-  # shellcheck disable=SC2086  # the argument strings are word lists
-  $python benchmarks/speed.py --dataset ml-1m --parts train recommend $SPEED_ARGS --out "$OUT/speed.json" \
-    > "$OUT/speed.log" 2>&1 || { tail -20 "$OUT/speed.log"; exit 1; }
-  grep -v "examples/s" "$OUT/speed.log" | grep -v "^round" | tail -22
-}
-run_quality() {
-  # shellcheck disable=SC2086
-  $python benchmarks/quality.py --dataset ml-1m --methods s2gr tiger $QUALITY_ARGS --set batch_size=64 \
-    --set segment_items=80 --set lr=0.002 --set eval_every_epochs=1 --set patience=0 --set eval_batch_size=512 \
-    --out /tmp/quality > "$OUT/quality.log" 2>&1 || { tail -20 "$OUT/quality.log"; exit 1; }
-  cp /tmp/quality/quality.md /tmp/quality/results.json "$OUT/"
-  cp /tmp/quality/curves.png "$OUT/" 2>/dev/null || true
-  cat "$OUT/quality.md"
-}
-for part in "${parts[@]}"; do
-  case "$part" in
-    speed) run_speed ;;
-    quality) run_quality ;;
-  esac
-done
+for part in "${parts[@]}"; do "run_$part"; done
