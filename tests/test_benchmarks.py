@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from datasets import Dataset
 from hypothesis import given, settings
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 
 from s2gr.data import load_data
+from s2gr.data.assets import fetch_asset
+from s2gr.data.preprocess import chronological
 from s2gr.metrics.recommendation.recommendation import per_user_scores
 from s2gr.training.evaluation import most_popular, ranking_metrics
 from s2gr.training.run import native_bf16
@@ -365,3 +368,47 @@ def test_quality_report_of_refit_runs_has_no_validation_column_values() -> None:
     assert (
         versus_tiger.startswith("S2GR vs TIGER") and "+10.4%" in versus_tiger and versus_tiger.endswith("met")
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=4, max_value=9), min_size=1, max_size=6),
+    drop_last=st.integers(min_value=1, max_value=3),
+)
+def test_shifted_log_drops_each_users_last_rows(lengths: list[int], drop_last: int) -> None:
+    shifted_log = benchmark_module("shifted_holdout").shifted_log
+    rows = [
+        (f"u{user}", f"i{step % 3}", float(step // 2)) for user, n in enumerate(lengths) for step in range(n)
+    ]
+    log = pd.DataFrame(rows[::-1], columns=["user_id", "item_id", "timestamp"])  # newest first: order matters
+    if min(lengths) - drop_last < 3:
+        with pytest.raises(ValueError, match="lower --drop-last"):
+            shifted_log(log, drop_last, kcore=1)
+        return
+    kept = shifted_log(log, drop_last, kcore=1)
+    ordered = chronological(log)
+    for user, n in enumerate(lengths):
+        ours = ordered[ordered["user_id"] == f"u{user}"]
+        assert (
+            kept[kept["user_id"] == f"u{user}"].to_numpy().tolist()
+            == ours.head(n - drop_last).to_numpy().tolist()
+        )
+
+
+def test_shifted_holdout_moves_validation_one_item_back(tmp_path: Path) -> None:
+    """With one interaction dropped the new test is the old validation and the new validation the old last
+    training item, on real ML-100K."""
+    shifted = benchmark_module("shifted_holdout")
+    out = shifted.main(["--dataset", "ml-100k", "--drop-last", "1", "--out", str(tmp_path / "shift1.inter")])
+    items = fetch_asset("ml-100k") / "ml-100k.item"
+    new = load_data(interactions=out, items=items, kcore=1, max_history=10).splits
+    old = load_data("ml-100k", max_history=10).splits
+    assert new["test"].to_list() == old["validation"].to_list()
+    old_train = {row["user_id"]: row["item_ids"] for row in old["train"]}
+    for row in new["validation"]:
+        assert row["target"] == old_train[row["user_id"]][-1]
+        assert row["history"] == old_train[row["user_id"]][:-1][-10:]
+    with pytest.raises(SystemExit):
+        shifted.main(["--out", str(tmp_path / "shift.csv")])
+    with pytest.raises(ValueError, match=">= 1"):
+        shifted.shifted_log(pd.DataFrame(columns=["user_id", "item_id", "timestamp"]), 0)
