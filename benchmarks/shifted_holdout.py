@@ -33,14 +33,13 @@ def shifted_log(interactions: pd.DataFrame, drop_last: int, kcore: int = 5) -> p
     if drop_last < 1:
         raise ValueError(f"drop_last must be >= 1, got {drop_last}.")
     ordered = chronological(kcore_filter(interactions, kcore))
-    from_end = ordered.groupby("user_id", sort=False).cumcount(ascending=False)  # 0 = a user's last row
-    kept = ordered[from_end >= drop_last]
-    shortest = int(kept.groupby("user_id", sort=False).size().min())
-    if kept["user_id"].nunique() < ordered["user_id"].nunique() or shortest < MIN_LEFT:
+    per_user = ordered.groupby("user_id", sort=False)
+    if per_user.size().min() - drop_last < MIN_LEFT:
         raise ValueError(
             f"dropping {drop_last} interactions leaves a user with fewer than {MIN_LEFT}; lower --drop-last."
         )
-    return kept.reset_index(drop=True)
+    from_end = per_user.cumcount(ascending=False)  # 0 = a user's last row
+    return ordered[from_end >= drop_last].reset_index(drop=True)
 
 
 def write_inter(log: pd.DataFrame, path: Path) -> None:
