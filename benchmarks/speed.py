@@ -17,8 +17,8 @@ Reports, on real MovieLens histories:
 - how the codebook build and the constrained-decoding tables grow with the catalog (10^4-10^6 synthetic
   items with the covariance spectrum of text embeddings), and how many items the codes leave colliding.
 Each case runs in its own process so that peaks and thread pools do not mix. A case's rate is the median
-over its timed repeats (training steps, recommendation passes), pooled over ``--rounds`` rounds of the whole
-plan; the table's IQR column is their interquartile range as a share of the median. Shared machines drift
+over its timed repeats (passes over a training case's batches, recommendation passes), pooled over
+``--rounds`` rounds of the whole plan; the table's IQR column is their interquartile range as a share of the median. Shared machines drift
 by 20-30 % within minutes, so each comparison (speed-up, overhead) is a ratio of two cases of one round,
 and with several rounds the median of the rounds' ratios, each round's printed beside it.
 """
@@ -50,6 +50,8 @@ TIGER_SETUP = {
     "segments": 16,
     "windows": 256,
 }
+# Batches each training case times, drawn at random from an epoch (see _sampled_batches).
+TRAIN_BATCHES = 5
 # --tiny: a check of the script itself (tests), not a measurement.
 TINY_SETUP = {
     "model": {
@@ -130,9 +132,10 @@ def _flops(run) -> float:
 
 
 def _train_rates(model, batches, targets: list[int], steps: int, bf16: bool) -> tuple[list[float], float]:
-    """(targets/s of each of ``steps`` full optimiser steps, FLOPs per target) over ``batches`` holding
-    ``targets`` targets each; ``bf16``: the forward under bf16 autocast, as the Trainer runs it with
-    ``mixed_precision='bf16'``."""
+    """(targets/s of each timed pass over ``batches``, FLOPs per target) over ``batches`` holding ``targets``
+    targets each: at least ``steps`` full optimiser steps, in whole passes. A pass's rate is its targets over
+    its time, so that short and long batches count as they do in an epoch. ``bf16``: the forward under bf16
+    autocast, as the Trainer runs it with ``mixed_precision='bf16'``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
@@ -143,21 +146,52 @@ def _train_rates(model, batches, targets: list[int], steps: int, bf16: bool) -> 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    def one_pass():
+        for batch in batches:
+            step(batch)
+
     step(batches[0])  # warm-up
-    flops = _flops(lambda: step(batches[0])) / targets[0]
-    rates = []
-    for i in range(steps):
-        batch, count = batches[i % len(batches)], targets[i % len(batches)]
-        rates.append(count / _seconds(lambda batch=batch: step(batch)))
-    return rates, flops
+    flops = _flops(one_pass) / sum(targets)
+    passes = -(-steps // len(batches))
+    return [sum(targets) / _seconds(one_pass) for _ in range(passes)], flops
+
+
+def _sampled_batches(rows, collate, batch_size: int, count: int, grouped: bool = False) -> list[dict]:
+    """``count`` batches of rows drawn at random from an epoch, as the ``Trainer`` batches them by default.
+    ``grouped`` (``RunConfig.group_by_length``) orders the same rows as its ``LengthGroupedSampler`` orders a
+    mega-batch, rows of similar length together, so the two differ only in padding (the Trainer sorts
+    mega-batches of 50 batches, which pads still less than these ``count``)."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(rows), size=min(len(rows), count * batch_size), replace=False).tolist()
+    if grouped:
+        lengths = [rows[i]["length"] for i in sample]
+        order = get_length_grouped_indices(
+            lengths, batch_size, mega_batch_mult=count, generator=torch.Generator().manual_seed(0)
+        )
+        sample = [sample[i] for i in order]
+    return [
+        _to_device(collate([rows[i] for i in sample[start : start + batch_size]]))
+        for start in range(0, len(sample) - batch_size + 1, batch_size)
+    ]
 
 
 def _to_device(batch: dict) -> dict:
     return {key: value.to(device()) for key, value in batch.items()}
 
 
-def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict, bf16: bool = False) -> dict:
-    """Training throughput of one s2gr path: mode 'causal' (segments) or 'bidirectional' (sliding windows)."""
+def case_train(
+    dataset: str,
+    mode: str,
+    thinking: bool,
+    steps: int,
+    setup: dict,
+    bf16: bool = False,
+    grouped: bool = False,
+) -> dict:
+    """Training throughput of one s2gr path: mode 'causal' (segments) or 'bidirectional' (sliding windows);
+    ``grouped``: batches of rows of similar length instead of random rows."""
     from s2gr.training.collator import HistoryCollator, SegmentCollator
     from s2gr.training.samples import segment_sequences, sliding_window_samples
 
@@ -176,12 +210,8 @@ def case_train(dataset: str, mode: str, thinking: bool, steps: int, setup: dict,
             HistoryCollator(tokenizer),
             setup["windows"],
         )
-    rows = rows.shuffle(seed=0).select(range(min(len(rows), batch_size * 4)))
-    batches = [
-        _to_device(collate([rows[j] for j in range(i, i + batch_size)]))
-        for i in range(0, len(rows) - batch_size + 1, batch_size)
-    ]
-    targets = [int(b["target_mask"].sum()) if mode == "causal" else batch_size for b in batches]
+    batches = _sampled_batches(rows, collate, batch_size, TRAIN_BATCHES, grouped)
+    targets = [int(b["target_mask"].sum()) if mode == "causal" else len(b["labels"]) for b in batches]
     rates, flops = _train_rates(model, batches, targets, steps, bf16)
     return {"unit": "targets/s", "rates": rates, "flops_per_unit": flops, "bf16": bf16}
 
@@ -210,13 +240,41 @@ def case_train_hf_t5(dataset: str, steps: int, setup: dict, bf16: bool = False) 
         decoder_start_token_id=0,
     )
     model = T5ForConditionalGeneration(config).to(device())
-    rows = sliding_window_samples(data.splits["train"], 20).shuffle(seed=0).select(range(4 * batch))
-    collate = HistoryCollator(tokenizer)
-    batches = [
-        _to_device(collate([rows[j] for j in range(i, i + batch)])) for i in range(0, 4 * batch, batch)
-    ]
+    rows = sliding_window_samples(data.splits["train"], 20)
+    batches = _sampled_batches(rows, HistoryCollator(tokenizer), batch, TRAIN_BATCHES)
     rates, flops = _train_rates(model, batches, [batch] * len(batches), steps, bf16)
     return {"unit": "targets/s", "rates": rates, "flops_per_unit": flops, "bf16": bf16}
+
+
+def case_epoch(max_users: int | None, grouped: bool) -> dict:
+    """One epoch of the real ``Trainer`` on the ``make demo`` preset (ML-100K, history 10, the demo model, no
+    evaluation): targets/s end to end (data loading, collation, optimiser), batches of random rows or, with
+    ``grouped``, of rows of similar length (``RunConfig.group_by_length``); and the share of padded item
+    positions in its batches."""
+    import tempfile
+
+    from s2gr.catalog import build_catalog
+    from s2gr.tokenization import CodebookConfig
+    from s2gr.training.config import RunConfig
+    from s2gr.training.presets import DEMO
+    from s2gr.training.run import build_trainer, load_run_data, new_model
+    from s2gr.training.samples import count_targets
+
+    with tempfile.TemporaryDirectory() as out:
+        preset = {**DEMO, "output_dir": out, "max_users": max_users, "epochs": 1, "patience": 0}
+        preset["time_budget_minutes"] = None
+        config = RunConfig(**preset, group_by_length=grouped)
+        data = load_run_data(config)
+        tokenizer = build_catalog(data, CodebookConfig.rkmeans(), progress=False).tokenizer
+        no_evaluation = {"eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
+        trainer = build_trainer(
+            config, data, tokenizer, new_model(tokenizer, config), disable_tqdm=True, **no_evaluation
+        )
+        masks = [batch["sequence_mask"] for batch in trainer.get_train_dataloader()]
+        padding = sum(int((mask == 0).sum()) for mask in masks) / sum(mask.numel() for mask in masks)
+        seconds = _seconds(trainer.train)
+    rate = count_targets(data.splits["train"]) / seconds
+    return {"unit": "targets/s", "rates": [rate], "flops_per_unit": None, "padding": padding, "bf16": False}
 
 
 def case_recommend(
@@ -349,6 +407,7 @@ def _worker(queue, name: str, kwargs: dict) -> None:
 CASES = {
     "train": case_train,
     "train_hf_t5": case_train_hf_t5,
+    "epoch": case_epoch,
     "recommend": case_recommend,
     "catalog_scaling": case_catalog_scaling,
 }
@@ -375,7 +434,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--dataset", default=None, help="override the data set (default ml-1m, ml-100k with --quick)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps per case and round")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed training steps per case and round, in whole passes over its batches",
+    )
     parser.add_argument(
         "--rounds", type=int, default=1, help="run the whole plan this many times, interleaved (default 1)"
     )
@@ -384,8 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["train", "recommend", "scaling"],
-        default=["train", "recommend", "scaling"],
+        choices=["train", "epoch", "recommend", "scaling"],
+        default=["train", "epoch", "recommend", "scaling"],
         help="what to measure (default: everything)",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="synthetic catalog sizes")
@@ -428,11 +492,19 @@ def main(argv: list[str] | None = None) -> dict:
     plan = {
         "train fast (causal) S2GR": ("train", dict(train, mode="causal", thinking=True)),
         "train fast (causal) TIGER mode": ("train", dict(train, mode="causal", thinking=False)),
+        # RunConfig(group_by_length=True): what batches of rows of similar length save.
+        "train fast (causal) S2GR, length-grouped": (
+            "train",
+            dict(train, mode="causal", thinking=True, grouped=True),
+        ),
         "train sliding-window S2GR": ("train", dict(train, mode="bidirectional", thinking=True)),
         "train sliding-window HF T5": ("train_hf_t5", train),
         # Mixed precision (RunConfig.mixed_precision='bf16'), where the hardware computes bf16 natively.
         "train fast (causal) S2GR, bf16": ("train", dict(train, mode="causal", thinking=True, bf16=True)),
         "train sliding-window HF T5, bf16": ("train_hf_t5", dict(train, bf16=True)),
+        # The real Trainer on the make-demo preset (its own data set, ML-100K), one epoch per round.
+        "demo epoch (Trainer)": ("epoch", dict(max_users=args.max_users, grouped=False)),
+        "demo epoch (Trainer), length-grouped": ("epoch", dict(max_users=args.max_users, grouped=True)),
         "recommend S2GR": ("recommend", dict(recommend, thinking=True, use_generate=False)),
         "recommend TIGER mode": ("recommend", dict(recommend, thinking=False, use_generate=False)),
         "generate + trie TIGER mode": ("recommend", dict(recommend, thinking=False, use_generate=True)),
@@ -482,6 +554,18 @@ COMPARISONS = [
         "x",
     ),
     ("fast S2GR bf16 vs fast S2GR fp32", "train fast (causal) S2GR, bf16", "train fast (causal) S2GR", "x"),
+    (
+        "length-grouped vs random batches",
+        "train fast (causal) S2GR, length-grouped",
+        "train fast (causal) S2GR",
+        "x",
+    ),
+    (
+        "length-grouped vs random batches, demo epoch",
+        "demo epoch (Trainer), length-grouped",
+        "demo epoch (Trainer)",
+        "x",
+    ),
     ("thinking overhead, training", "train fast (causal) TIGER mode", "train fast (causal) S2GR", "%"),
     ("thinking overhead, inference", "recommend TIGER mode", "recommend S2GR", "%"),
 ]
@@ -503,21 +587,30 @@ def format_table(results: dict) -> str:
 
     peaks = f"fp32 GEMM {gemm:.1f} GFLOP/s" + (f", bf16 GEMM {gemm_bf16:.1f}" if gemm_bf16 else "")
     lines = [f"device: {results['device']}, data: {results['dataset']}, {peaks}", ""]
-    lines.append(f"{'case':34}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
+    lines.append(f"{'case':42}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
         rate, flops = case["rate"], case["flops_per_unit"]
-        fraction = rate * flops / ((gemm_bf16 if case.get("bf16") else gemm) * 1e9)  # of its dtype's peak
+        if flops is None:  # a whole epoch is not FLOP-counted
+            shown = f"{'–':>12}{'–':>8}"
+        else:
+            fraction = rate * flops / ((gemm_bf16 if case.get("bf16") else gemm) * 1e9)  # of its dtype's peak
+            shown = f"{flops / 1e6:>12.1f}{fraction:>8.1%}"
         lines.append(
-            f"{label:34}{rate:>9.1f} {case['unit']:<9}{case['iqr']:>6.0%}{flops / 1e6:>12.1f}{fraction:>8.1%}"
-            f"{case['peak_mb']:>9.0f}"
+            f"{label:42}{rate:>9.1f} {case['unit']:<9}{case['iqr']:>6.0%}{shown}{case['peak_mb']:>9.0f}"
         )
-
+    lines += [
+        f"{label}: {case['padding']:.0%} of batch positions padded"
+        for label, case in cases.items()
+        if "padding" in case
+    ]
     lines.append("")
     for name, comparison in results.get("comparisons", {}).items():
         ratios = [comparison["ratio"], *comparison["per_round"]]
-        shown = [f"{r:.1f}x" if comparison["kind"] == "x" else f"{r - 1:+.0%}" for r in ratios]
+        shown = [
+            f"{r:.{1 if r >= 2 else 2}f}x" if comparison["kind"] == "x" else f"{r - 1:+.0%}" for r in ratios
+        ]
         rounds = f"  (rounds: {', '.join(shown[1:])})" if len(shown) > 2 else ""
-        lines.append(f"{name + ':':37}{shown[0]}{rounds}")
+        lines.append(f"{name + ':':45}{shown[0]}{rounds}")
     lines += [
         "",
         f"{'catalog items':>14}{'codebook epochs':>16}{'codebook s':>11}{'tables s':>10}{'tables MB':>11}"

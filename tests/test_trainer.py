@@ -39,6 +39,7 @@ from s2gr.training.config import RunConfig
 from s2gr.training.evaluation import seen_items
 from s2gr.training.recommend import evaluate_split
 from s2gr.training.run import build_trainer, load_run_data, new_model, train_run, trains_in_bf16
+from s2gr.training.samples import count_targets
 
 NO_EVAL = {
     "eval_strategy": "no",
@@ -179,6 +180,33 @@ def test_mixed_precision_auto_is_float32_on_a_cpu() -> None:
     assert trains_in_bf16("bf16") is True
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         RunConfig(mixed_precision="fp16")
+
+
+def one_epoch_of_batches(tiny, tmp_path: Path, mode: str, group_by_length: bool) -> list[dict]:
+    config = tiny_config(
+        tmp_path / f"{mode}-{group_by_length}", encoder_mode=mode, group_by_length=group_by_length
+    )
+    trainer = fresh_trainer(tiny, config, **NO_EVAL)
+    return list(trainer.get_train_dataloader())
+
+
+@pytest.mark.parametrize("mode", ["causal", "bidirectional"])
+def test_length_grouped_batches_cover_every_target_once_with_less_padding(tiny, tmp_path, mode) -> None:
+    data = tiny[0]
+    batches = {grouped: one_epoch_of_batches(tiny, tmp_path, mode, grouped) for grouped in (True, False)}
+    padding = {}
+    for grouped, epoch in batches.items():
+        if mode == "causal":
+            targets = sum(int(batch["target_mask"].sum()) for batch in epoch)
+            padding[grouped] = sum(int((batch["sequence_mask"] == 0).sum()) for batch in epoch)
+        else:
+            targets = sum(len(batch["labels"]) for batch in epoch)
+            padding[grouped] = sum(int((batch["attention_mask"] == 0).sum()) for batch in epoch)
+        assert targets == count_targets(
+            data.splits["train"]
+        )  # every training target once, whatever the order
+    assert len(batches[True]) == len(batches[False])
+    assert padding[True] < 0.8 * padding[False]
 
 
 # --- 2. loss terms in the log ----------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ def test_segments_cover_every_target_once_with_context(lengths, segment_items, c
     for row in segments:
         items, first = row["item_ids"], row["first_target"]
         assert len(items) - first <= segment_items
+        assert row["length"] == len(items)  # what length-grouped batching sorts by
         for position in range(first, len(items)):
             user, index = items[position].split("-")
             # history visible inside the row: min(index, context_items) items at least, also for the
@@ -73,6 +74,7 @@ def test_sliding_windows_train_on_the_recent_targets_with_full_histories(
     train = _train(lengths)
     windows = sliding_window_samples(train, max_history, recent_targets=recent)
     assert sorted(windows["target"]) == sorted(_expected_targets(train, recent))
+    assert windows["length"] == [len(history) for history in windows["history"]]
     for history, target in zip(windows["history"], windows["target"], strict=True):
         user, index = target.split("-")
         assert history == [f"{user}-{j}" for j in range(max(0, int(index) - max_history), int(index))]

@@ -58,6 +58,11 @@ class RunConfig:
     Schedule:
         epochs, batch_size (rows: segments in causal mode, targets in bidirectional mode), lr,
         weight_decay, warmup_ratio, segment_items (targets per segment, causal mode),
+        group_by_length: batch training rows of similar length (the ``Trainer``'s ``LengthGroupedSampler``:
+            random mega-batches of 50 batches, sorted by length inside) instead of uniformly at random. Off
+            by default: on the demo it cut padded positions from 31 % to 3 % but an epoch only 1.08× (rounds
+            0.92-1.15×), and 2 seeds of the 36-epoch ML-100K benchmark moved test NDCG@10 +0.6 % and
+            validation −2.2 %, inside the seed spread (README, "Speed and memory").
         eval_every_epochs, patience (evaluations without NDCG@10 gain before stopping; 0 = never),
         num_beams, eval_batch_size, exclude_seen (filter each user's past items from rankings),
         logging_steps, gradient_accumulation_steps, seed, max_steps (> 0 overrides epochs).
@@ -91,6 +96,7 @@ class RunConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     segment_items: int = 64
+    group_by_length: bool = False
     eval_every_epochs: float = 1.0
     patience: int = 5
     num_beams: int = 20

@@ -146,6 +146,7 @@ def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers 5
         lr_scheduler_type="cosine",
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         eval_strategy="steps",
         eval_steps=eval_steps,
         save_strategy="steps",

@@ -7,6 +7,10 @@
 - **Sliding window** (the exact bidirectional TIGER encoder): one row per target, its history being the
   at most ``max_history`` items before it. Cost grows with interactions × history length.
 
+Each row also holds ``length``, its number of items, which the ``Trainer``'s length-grouped sampling reads
+(``RunConfig.group_by_length``): users' remainder segments range from a few items to a whole segment, and
+random batches of the demo's segments are 31 % padding.
+
 Both are built with ``datasets.map(batched=True)``, so they stream through Arrow for large logs. Both can
 keep only each user's ``recent_targets`` most recent training items as targets (their histories still
 reach back as far as without it), which bounds the cost of an epoch on logs with very long users; SASRec's
@@ -52,7 +56,8 @@ def segment_sequences(
     recent_targets: int | None = None,
     num_proc: int | None = None,
 ) -> Dataset:
-    """Rows ``item_ids`` (context + targets) and ``first_target`` (index of the first target in the row).
+    """Rows ``item_ids`` (context + targets), ``first_target`` (index of the first target in the row) and
+    ``length`` (items in the row).
 
     The first item of a user has no history and is never a target; every other training item (or each of
     the last ``recent_targets``) is the target of exactly one row, with at least ``context_items`` items of
@@ -66,12 +71,13 @@ def segment_sequences(
     check_recent_targets(recent_targets)
 
     def cut(batch: dict) -> dict:
-        rows: dict[str, list] = {"item_ids": [], "first_target": []}
+        rows: dict[str, list] = {"item_ids": [], "first_target": [], "length": []}
         for sequence in batch["item_ids"]:
             for start in range(first_target(len(sequence), recent_targets), len(sequence), segment_items):
                 begin = max(0, start - context_items)
                 rows["item_ids"].append(sequence[begin : start + segment_items])
                 rows["first_target"].append(start - begin)
+                rows["length"].append(len(rows["item_ids"][-1]))
         return rows
 
     return train.map(cut, batched=True, remove_columns=train.column_names, num_proc=num_proc, desc="segments")
@@ -80,17 +86,19 @@ def segment_sequences(
 def sliding_window_samples(
     train: Dataset, max_history: int, recent_targets: int | None = None, num_proc: int | None = None
 ) -> Dataset:
-    """Rows ``history`` (≤ ``max_history`` items, oldest first) and ``target``: one per training target."""
+    """Rows ``history`` (≤ ``max_history`` items, oldest first), ``target`` and ``length`` (items in the
+    history): one per training target."""
     if max_history < 1:
         raise ValueError(f"max_history must be ≥ 1, got {max_history}.")
     check_recent_targets(recent_targets)
 
     def expand(batch: dict) -> dict:
-        rows: dict[str, list] = {"history": [], "target": []}
+        rows: dict[str, list] = {"history": [], "target": [], "length": []}
         for sequence in batch["item_ids"]:
             for position in range(first_target(len(sequence), recent_targets), len(sequence)):
                 rows["history"].append(sequence[max(0, position - max_history) : position])
                 rows["target"].append(sequence[position])
+                rows["length"].append(len(rows["history"][-1]))
         return rows
 
     return train.map(
