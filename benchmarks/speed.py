@@ -610,7 +610,7 @@ def format_table(results: dict) -> str:
             f"{r:.{1 if r >= 2 else 2}f}x" if comparison["kind"] == "x" else f"{r - 1:+.0%}" for r in ratios
         ]
         rounds = f"  (rounds: {', '.join(shown[1:])})" if len(shown) > 2 else ""
-        lines.append(f"{name + ':':45}{shown[0]}{rounds}")
+        lines.append(f"{name + ':':47}{shown[0]}{rounds}")
     lines += [
         "",
         f"{'catalog items':>14}{'codebook epochs':>16}{'codebook s':>11}{'tables s':>10}{'tables MB':>11}"
