@@ -18,7 +18,7 @@ Reports, on real MovieLens histories:
   items with the covariance spectrum of text embeddings), and how many items the codes leave colliding.
 Each case runs in its own process so that peaks and thread pools do not mix. A case's rate is the median
 over its timed repeats (passes over a training case's batches, recommendation passes), pooled over
-``--rounds`` rounds of the whole plan; the table's IQR column is their interquartile range as a share of the median. Shared machines drift
+``--rounds`` rounds of the whole plan (in the plan's order, then reversed, alternately); the table's IQR column is their interquartile range as a share of the median. Shared machines drift
 by 20-30 % within minutes, so each comparison (speed-up, overhead) is a ratio of two cases of one round,
 and with several rounds the median of the rounds' ratios, each round's printed beside it.
 """
@@ -517,7 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     rounds: dict[str, list[dict]] = {label: [] for label in chosen}
     for round_ in range(args.rounds):
-        for label, (name, kwargs) in chosen.items():
+        for label in round_order(list(chosen), round_):
+            name, kwargs = chosen[label]
             rounds[label].append(run_case(name, not args.tiny, **kwargs))
             print(f"round {round_ + 1}, {label}: {rounds[label][-1]}", file=sys.stderr, flush=True)
     results["cases"] = {label: pool_rounds(measured) for label, measured in rounds.items()}
@@ -530,6 +531,14 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     return results
+
+
+def round_order(labels: list[str], round_: int) -> list[str]:
+    """The plan's order in even rounds, reversed in odd ones. The machine drifts within a round, and the case
+    that always ran first (right after the previous round's 10 GB ``generate`` case) fell from 292 to 164
+    targets/s over three rounds while its neighbour held; alternating the order gives each pair of cases
+    compared both orders, so a steady drift biases their rounds' ratios in opposite directions."""
+    return labels if round_ % 2 == 0 else labels[::-1]
 
 
 def pool_rounds(measured: list[dict]) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import subprocess
 import sys
@@ -201,6 +202,20 @@ def test_speed_batches_hold_the_same_rows_grouped_by_length_or_not() -> None:
         spans[grouped] = sum(int(batch["length"].max() - batch["length"].min()) for batch in batches)
     assert sorted(picked[True]) == sorted(picked[False])  # only the batching differs
     assert spans[True] < spans[False] / 2  # rows of similar length together
+
+
+@given(st.lists(st.text(min_size=1), min_size=2, max_size=12, unique=True), st.integers(1, 6))
+def test_speed_rounds_run_every_case_once_in_alternating_order(labels: list[str], rounds: int) -> None:
+    speed = benchmark_module("speed")
+    orders = [speed.round_order(labels, r) for r in range(rounds)]
+    assert all(sorted(order) == sorted(labels) for order in orders)  # each case once per round
+    assert orders[0] == labels
+    for first, second in itertools.pairwise(orders):
+        assert second == first[::-1]  # drift meets each pair in both orders
+    # Over two rounds every case sits, on average, mid-round: no case is always first.
+    if rounds >= 2:
+        positions = {label: orders[0].index(label) + orders[1].index(label) for label in labels}
+        assert set(positions.values()) == {len(labels) - 1}
 
 
 def test_synthetic_catalog_has_the_power_law_spectrum_of_text_embeddings() -> None:
