@@ -453,15 +453,17 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     add_model_args(evaluate)
     add_data_args(evaluate)
     evaluate.add_argument("--split", choices=["test", "validation"], default="test", help="(default test)")
-    evaluate.add_argument(
-        "--exclude-seen",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="never recommend what a user saw before the target (default: on, as in training)",
-    )
+    add_exclude_seen_arg(evaluate, "what a user saw before the target (default: on, as in training)")
     evaluate.add_argument("--batch-size", type=int, default=256, help="users per beam search (default 256)")
     evaluate.add_argument("--out", metavar="DIR", help="also write DIR/metrics.json")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+
+def add_exclude_seen_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """--exclude-seen / --no-exclude-seen, on by default: ``what`` is never recommended."""
+    parser.add_argument(
+        "--exclude-seen", action=argparse.BooleanOptionalAction, default=True, help=f"never recommend {what}"
+    )
 
 
 def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
@@ -478,12 +480,7 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     who.add_argument("--user", metavar="USER_ID", help="a user id of the data set")
     who.add_argument("--history", nargs="+", metavar="ITEM", help="item ids, oldest first")
     recommend.add_argument("--top-k", type=int, default=10, help="items to recommend (default 10)")
-    recommend.add_argument(
-        "--exclude-seen",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="never recommend a known item of the user or history (default: on)",
-    )
+    add_exclude_seen_arg(recommend, "a known item of the user or history (default: on)")
     add_data_args(recommend)
     recommend.set_defaults(handler=cmd_recommend)
 
