@@ -596,7 +596,8 @@ def format_table(results: dict) -> str:
 
     peaks = f"fp32 GEMM {gemm:.1f} GFLOP/s" + (f", bf16 GEMM {gemm_bf16:.1f}" if gemm_bf16 else "")
     lines = [f"device: {results['device']}, data: {results['dataset']}, {peaks}", ""]
-    lines.append(f"{'case':42}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
+    width = max(len("case"), *map(len, cases)) + 2  # the longest label, then a gap
+    lines.append(f"{'case':{width}}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
         rate, flops = case["rate"], case["flops_per_unit"]
         if flops is None:  # a whole epoch is not FLOP-counted
@@ -605,7 +606,7 @@ def format_table(results: dict) -> str:
             fraction = rate * flops / ((gemm_bf16 if case.get("bf16") else gemm) * 1e9)  # of its dtype's peak
             shown = f"{flops / 1e6:>12.1f}{fraction:>8.1%}"
         lines.append(
-            f"{label:42}{rate:>9.1f} {case['unit']:<9}{case['iqr']:>6.0%}{shown}{case['peak_mb']:>9.0f}"
+            f"{label:{width}}{rate:>9.1f} {case['unit']:<9}{case['iqr']:>6.0%}{shown}{case['peak_mb']:>9.0f}"
         )
     lines += [
         f"{label}: {case['padding']:.0%} of batch positions padded"
@@ -613,13 +614,15 @@ def format_table(results: dict) -> str:
         if "padding" in case
     ]
     lines.append("")
-    for name, comparison in results.get("comparisons", {}).items():
+    comparisons = results.get("comparisons", {})
+    width = max(map(len, comparisons), default=0) + 2  # the longest name and its colon, then a gap
+    for name, comparison in comparisons.items():
         ratios = [comparison["ratio"], *comparison["per_round"]]
         shown = [
             f"{r:.{1 if r >= 2 else 2}f}x" if comparison["kind"] == "x" else f"{r - 1:+.0%}" for r in ratios
         ]
         rounds = f"  (rounds: {', '.join(shown[1:])})" if len(shown) > 2 else ""
-        lines.append(f"{name + ':':47}{shown[0]}{rounds}")
+        lines.append(f"{name + ':':{width}}{shown[0]}{rounds}")
     lines += [
         "",
         f"{'catalog items':>14}{'codebook epochs':>16}{'codebook s':>11}{'tables s':>10}{'tables MB':>11}"
