@@ -58,7 +58,15 @@ def split_rows(splits: Any, split: str) -> tuple[Any, list[list[str]]]:
 
 
 def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
-    """Per-user NDCG@10 of one run's saved model on ``split``, seen items excluded."""
+    """Per-user NDCG@10 of one run's saved model on ``split``, seen items excluded.
+
+    Kept beside the model (``user-ndcg10-<split>-beam<n>.npy``) and reused while it is newer than the
+    weights: ranking 6,040 ML-1M users takes minutes per model, and a comparison is rerun on other groupings
+    of the same runs (seeds added one by one)."""
+    cache = run / f"user-ndcg10-{split}-beam{num_beams}.npy"
+    weights = run / "model" / "model.safetensors"
+    if cache.is_file() and weights.is_file() and cache.stat().st_mtime >= weights.stat().st_mtime:
+        return np.load(cache)
     from s2gr.cli import load_checkpoint
     from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig
@@ -71,7 +79,9 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     model, tokenizer = load_checkpoint(str(run / "model"), "cpu")
     rows, seen = split_rows(data.splits, split)
     rankings = rank_split(model, tokenizer, rows, seen=seen, num_beams=num_beams)
-    return np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
+    scores = np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
+    np.save(cache, scores)
+    return scores
 
 
 def group_scores(runs: Sequence[str], split: str, num_beams: int) -> np.ndarray:

@@ -53,7 +53,7 @@ def run_script(name: str, *args: str, timeout: int = 240) -> subprocess.Complete
     return done
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)  # two paired.py reruns on top of the runs; 265 s with the cores shared
 def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
     out = tmp_path / "quality"
     args = ["--max-users", str(MAX_USERS), "--epochs", "1", "--seeds", "2", "--sasrec-epochs", "2"]
@@ -92,24 +92,26 @@ def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
         for method in ("s2gr", "tiger")
     }
     paired_out = tmp_path / "paired.json"
-    run_script(
-        "paired.py",
-        "--a",
-        *seed_runs["s2gr"],
-        "--b",
-        *seed_runs["tiger"],
-        "--num-beams",
-        "5",
-        "--resamples",
-        "200",
-        "--out",
-        str(paired_out),
-    )
+    paired_args = ["--a", *seed_runs["s2gr"], "--b", *seed_runs["tiger"], "--num-beams", "5"]
+    paired_args += ["--resamples", "200", "--out", str(paired_out)]
+    run_script("paired.py", *paired_args)
     paired = json.loads(paired_out.read_text())
     assert paired["users"] == len(data.splits["test"])
     assert paired["mean_a"] == pytest.approx(summary["s2gr"]["test/ndcg@10"])
     assert paired["mean_b"] == pytest.approx(summary["tiger"]["test/ndcg@10"])
     assert paired["ci95_low"] <= paired["relative_difference"] <= paired["ci95_high"]
+    # Each run's per-user scores are kept and reused while newer than its weights: zeroed, they are what a
+    # rerun reads (group A averages two seeds per user); once the weights are newer, the run is ranked again.
+    first = Path(seed_runs["s2gr"][0])
+    cache = first / "user-ndcg10-test-beam5.npy"
+    kept = np.load(cache)
+    assert kept.shape == (paired["users"],) and kept.mean() > 0
+    np.save(cache, np.zeros_like(kept))
+    run_script("paired.py", *paired_args)
+    assert json.loads(paired_out.read_text())["mean_a"] == pytest.approx(paired["mean_a"] - kept.mean() / 2)
+    (first / "model" / "model.safetensors").touch()
+    run_script("paired.py", *paired_args)
+    assert json.loads(paired_out.read_text()) == paired
     # A rerun reuses every finished run and rebuilds the same report.
     stamps = {path: path.stat().st_mtime for path in (out / "runs").glob("*/result.json")}
     run_script("quality.py", *args)
