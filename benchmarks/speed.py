@@ -596,7 +596,7 @@ def format_table(results: dict) -> str:
 
     peaks = f"fp32 GEMM {gemm:.1f} GFLOP/s" + (f", bf16 GEMM {gemm_bf16:.1f}" if gemm_bf16 else "")
     lines = [f"device: {results['device']}, data: {results['dataset']}, {peaks}", ""]
-    width = max(len("case"), *map(len, cases)) + 2  # the longest label, then a gap
+    width = max(map(len, ["case", *cases])) + 2  # the longest label, then a gap (no cases: --parts scaling)
     lines.append(f"{'case':{width}}{'rate':>9}{'':10}{'IQR':>6}{'MFLOP/unit':>12}{'% GEMM':>8}{'peak MB':>9}")
     for label, case in cases.items():
         rate, flops = case["rate"], case["flops_per_unit"]

@@ -220,6 +220,19 @@ def test_speed_rounds_run_every_case_once_in_alternating_order(labels: list[str]
         assert set(positions.values()) == {len(labels) - 1}
 
 
+def test_speed_table_of_a_scaling_only_run_has_no_case_rows() -> None:
+    # `--parts scaling` times no case: the table still forms, with its header and the catalog rows only.
+    speed = benchmark_module("speed")
+    row = {"epochs": 3, "codebook_s": 1.5, "tables_s": 0.25, "tables_mb": 2.0}
+    row |= {"collision_rate": 0.01, "dedup_size": 2, "recon_mse": 0.123}
+    results = {"cases": {}, "gemm_gflops": 100.0, "device": "cpu", "dataset": "synthetic"}
+    table = speed.format_table(results | {"scaling": {"catalogs": {"10000": row}}}).splitlines()
+    assert table[2].split() == ["case", "rate", "IQR", "MFLOP/unit", "%", "GEMM", "peak", "MB"]
+    assert table[3:5] == ["", ""]  # no case row, no comparison
+    assert table[5].split()[:2] == ["catalog", "items"]
+    assert table[6].split() == ["10,000", "3", "1.5", "0.25", "2.0", "1.0%", "2", "0.123"] and len(table) == 7
+
+
 def test_synthetic_catalog_has_the_power_law_spectrum_of_text_embeddings() -> None:
     speed = benchmark_module("speed")
     x = speed.text_like_embeddings(20000, np.random.default_rng(0), dim=64)
