@@ -15,6 +15,7 @@ so a target such as "+5 %" needs that resolution to be decidable at all.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,30 +58,42 @@ def split_rows(splits: Any, split: str) -> tuple[Any, list[list[str]]]:
     return rows, seen_items(splits, "test")
 
 
+def _inputs_key(run: Path) -> str:
+    """What a run's scores depend on: the weights, the run's settings (data slice, history) and the tokenizer."""
+    digest = hashlib.sha256()
+    for path in [run / "run_config.yaml", *sorted((run / "model").iterdir())]:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     """Per-user NDCG@10 of one run's saved model on ``split``, seen items excluded.
 
-    Kept beside the model (``user-ndcg10-<split>-beam<n>.npy``) and reused while it is newer than the
-    weights: ranking 6,040 ML-1M users takes minutes per model, and a comparison is rerun on other groupings
-    of the same runs (seeds added one by one)."""
-    cache = run / f"user-ndcg10-{split}-beam{num_beams}.npy"
-    weights = run / "model" / "model.safetensors"
-    if cache.is_file() and weights.is_file() and cache.stat().st_mtime >= weights.stat().st_mtime:
-        return np.load(cache)
+    Kept beside the model (``user-ndcg10-<split>-beam<n>.npz``) with a hash of what they depend on (the
+    files of ``model/`` and ``run_config.yaml``) and reused while that hash matches: ranking 6,040 ML-1M users
+    takes minutes per model, and a comparison is rerun on other groupings of the same runs (seeds added one
+    by one)."""
+    if not (run / "run_config.yaml").is_file() or not (run / "model").is_dir():
+        raise SystemExit(f"{run}: not a run folder (needs run_config.yaml and model/); see --help.")
+    cache = run / f"user-ndcg10-{split}-beam{num_beams}.npz"
+    key = _inputs_key(run)
+    if cache.is_file():
+        with np.load(cache) as kept:
+            if str(kept["key"]) == key:
+                return kept["scores"]
     from s2gr.cli import load_checkpoint
     from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig
     from s2gr.training.recommend import rank_split
     from s2gr.training.run import load_run_data
 
-    if not (run / "run_config.yaml").is_file() or not (run / "model").is_dir():
-        raise SystemExit(f"{run}: not a run folder (needs run_config.yaml and model/); see --help.")
     data = load_run_data(RunConfig.from_yaml(run / "run_config.yaml"))
     model, tokenizer = load_checkpoint(str(run / "model"), "cpu")
     rows, seen = split_rows(data.splits, split)
     rankings = rank_split(model, tokenizer, rows, seen=seen, num_beams=num_beams)
     scores = np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
-    np.save(cache, scores)
+    np.savez(cache, scores=scores, key=key)
     return scores
 
 

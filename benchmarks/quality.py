@@ -24,7 +24,7 @@ Methods (``--methods``):
 Runs go in parallel over ``--workers`` processes; each writes ``runs/<method>-seed<k>/result.json`` in
 ``--out`` and a rerun skips the runs that have one, so an interrupted benchmark continues where it stopped.
 The table (``quality.md``), ``results.json``, ``quality.png`` (test Recall@10/NDCG@10, seed std as error
-bars) and ``curves.png`` (validation NDCG@10 per epoch) are rewritten from all results at the end.
+bars) and ``curves.png`` (validation NDCG@10 per epoch; none for refits) are rewritten from all results at the end.
 """
 
 from __future__ import annotations
@@ -342,18 +342,32 @@ def plot(summary: dict[str, dict[str, Any]], results: list[dict[str, Any]], out:
     figure.savefig(out / "quality.png", dpi=120)
     plt.close(figure)
 
-    figure, axis = plt.subplots(figsize=(7, 4))
+    plot_curves(results, methods, out / "curves.png", title)
+
+
+def plot_curves(results: list[dict[str, Any]], methods: list[str], path: Path, title: str) -> None:
+    """Validation NDCG@10 per epoch of each method's first seed; no file when no run has a curve (refits read
+    no validation), and an earlier one is removed so the folder shows no stale curves."""
+    import matplotlib.pyplot as plt
+
+    curves = {}
     for method in methods:
         runs = [r for r in results if r["method"] == method and r["curve"]]
         if runs:
-            epochs, values = zip(*runs[0]["curve"], strict=True)
-            axis.plot(epochs, values, marker=".", label=f"{method} (seed {runs[0]['seed']})")
+            curves[f"{method} (seed {runs[0]['seed']})"] = runs[0]["curve"]
+    if not curves:
+        path.unlink(missing_ok=True)
+        return
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, curve in curves.items():
+        epochs, values = zip(*curve, strict=True)
+        axis.plot(epochs, values, marker=".", label=label)
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation NDCG@10")
     axis.legend()
     axis.set_title(title)
     figure.tight_layout()
-    figure.savefig(out / "curves.png", dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
 
 

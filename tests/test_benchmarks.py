@@ -100,16 +100,20 @@ def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
     assert paired["mean_a"] == pytest.approx(summary["s2gr"]["test/ndcg@10"])
     assert paired["mean_b"] == pytest.approx(summary["tiger"]["test/ndcg@10"])
     assert paired["ci95_low"] <= paired["relative_difference"] <= paired["ci95_high"]
-    # Each run's per-user scores are kept and reused while newer than its weights: zeroed, they are what a
-    # rerun reads (group A averages two seeds per user); once the weights are newer, the run is ranked again.
+    # Each run's per-user scores are kept and reused while what they depend on is unchanged: zeroed, they
+    # are what a rerun reads (group A averages two seeds per user); once the run's settings file changes,
+    # the run is ranked again.
     first = Path(seed_runs["s2gr"][0])
-    cache = first / "user-ndcg10-test-beam5.npy"
-    kept = np.load(cache)
-    assert kept.shape == (paired["users"],) and kept.mean() > 0
-    np.save(cache, np.zeros_like(kept))
+    cache = first / "user-ndcg10-test-beam5.npz"
+    kept = dict(np.load(cache))
+    assert kept["scores"].shape == (paired["users"],) and kept["scores"].mean() > 0
+    np.savez(cache, scores=np.zeros_like(kept["scores"]), key=kept["key"])
     run_script("paired.py", *paired_args)
-    assert json.loads(paired_out.read_text())["mean_a"] == pytest.approx(paired["mean_a"] - kept.mean() / 2)
-    (first / "model" / "model.safetensors").touch()
+    assert json.loads(paired_out.read_text())["mean_a"] == pytest.approx(
+        paired["mean_a"] - kept["scores"].mean() / 2
+    )
+    with (first / "run_config.yaml").open("a") as config:
+        config.write("# edited\n")
     run_script("paired.py", *paired_args)
     assert json.loads(paired_out.read_text()) == paired
     # A rerun reuses every finished run and rebuilds the same report.
@@ -403,7 +407,7 @@ def test_sasrec_refit_trains_on_the_validation_items_and_reads_test_only(monkeyp
     assert all(0.0 <= value <= 1.0 for values in result.metrics.values() for value in values.values())
 
 
-def test_quality_report_of_refit_runs_has_no_validation_column_values() -> None:
+def test_quality_report_of_refit_runs_has_no_validation_column_values(tmp_path) -> None:
     quality = benchmark_module("quality")
     metrics = {metric: 0.1 for metric in METRICS}
 
@@ -430,6 +434,13 @@ def test_quality_report_of_refit_runs_has_no_validation_column_values() -> None:
     assert (
         versus_tiger.startswith("S2GR vs TIGER") and "+10.4%" in versus_tiger and versus_tiger.endswith("met")
     )
+    # No validation curve to draw: the bars are plotted, curves.png is not (and an earlier one goes).
+    (tmp_path / "curves.png").write_bytes(b"stale")
+    quality.plot(summary, results, tmp_path, "refit")
+    assert (tmp_path / "quality.png").stat().st_size > 0 and not (tmp_path / "curves.png").exists()
+    results[0]["curve"] = [[2, 0.09], [4, 0.1]]
+    quality.plot(summary, results, tmp_path, "one curve")
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 @settings(max_examples=40, deadline=None)
