@@ -15,7 +15,6 @@ so a target such as "+5 %" needs that resolution to be decidable at all.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,12 +58,12 @@ def split_rows(splits: Any, split: str) -> tuple[Any, list[list[str]]]:
 
 
 def _inputs_key(run: Path) -> str:
-    """What a run's scores depend on: the weights, the run's settings (data slice, history) and the tokenizer."""
-    digest = hashlib.sha256()
-    for path in [run / "run_config.yaml", *sorted((run / "model").iterdir())]:
-        if path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    """What a run's scores depend on: the weights, the run's settings (data slice, history) and the tokenizer,
+    as one ``name sha256`` line per file."""
+    from s2gr.data.assets import sha256_of
+
+    files = [run / "run_config.yaml", *sorted((run / "model").iterdir())]
+    return "\n".join(f"{path.name} {sha256_of(path)}" for path in files if path.is_file())
 
 
 def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
