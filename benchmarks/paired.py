@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,14 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     cache = run / f"user-ndcg10-{split}-beam{num_beams}.npz"
     key = _inputs_key(run)
     if cache.is_file():
-        with np.load(cache) as kept:
-            if str(kept["key"]) == key:
-                return kept["scores"]
+        try:
+            with np.load(cache) as kept:
+                if str(kept["key"]) == key:
+                    return kept["scores"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # an unreadable cache is ranked again and replaced below
     from s2gr.cli import load_checkpoint
+    from s2gr.data.assets import write_atomically
     from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig
     from s2gr.training.recommend import rank_split
@@ -92,7 +97,7 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
     rows, seen = split_rows(data.splits, split)
     rankings = rank_split(model, tokenizer, rows, seen=seen, num_beams=num_beams)
     scores = np.array(per_user_scores(rankings, rows["target"], k=[10])["ndcg@10"])
-    np.savez(cache, scores=scores, key=key)
+    write_atomically(cache, lambda stream: np.savez(stream, scores=scores, key=key))
     return scores
 
 

@@ -116,6 +116,10 @@ def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
         config.write("# edited\n")
     run_script("paired.py", *paired_args)
     assert json.loads(paired_out.read_text()) == paired
+    cache.write_bytes(cache.read_bytes()[:100])  # cut short, as by a run killed mid-write: ranked again
+    run_script("paired.py", *paired_args)
+    assert json.loads(paired_out.read_text()) == paired
+    assert np.load(cache)["scores"].shape == kept["scores"].shape
     # A rerun reuses every finished run and rebuilds the same report.
     stamps = {path: path.stat().st_mtime for path in (out / "runs").glob("*/result.json")}
     run_script("quality.py", *args)

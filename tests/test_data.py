@@ -336,6 +336,23 @@ def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> N
     assert not (tmp_path / "assets" / "ml-100k").exists()
 
 
+def test_write_atomically_replaces_whole_or_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "scores.bin"
+    assets_module.write_atomically(path, lambda stream: stream.write(b"first"))
+    assert path.read_bytes() == b"first"
+
+    def interrupted(stream) -> None:
+        stream.write(b"half of a new ")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        assets_module.write_atomically(path, interrupted)
+    assert path.read_bytes() == b"first"
+    assert [p.name for p in path.parent.iterdir()] == ["scores.bin"]  # no temporary file left
+    assets_module.write_atomically(path, lambda stream: stream.write(b"second"))
+    assert path.read_bytes() == b"second"
+
+
 def test_embeddings_unit_norm_cached_and_semantic() -> None:
     texts = [
         "Toy Story (1995). Genres: Animation, Children's, Comedy.",

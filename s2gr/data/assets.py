@@ -18,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 MOVIELENS_TERMS = (
     "MovieLens data sets are provided by GroupLens Research for research use only; they may not be\n"
@@ -98,6 +100,20 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` with ``write(stream)`` into a temporary sibling, then swap it in with ``os.replace``:
+    a run killed mid-write leaves the old file (or none), never a half-written cache a later run trusts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def fetch_asset(name: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .assets import cache_root, fetch_asset
+from .assets import cache_root, fetch_asset, write_atomically
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # the asset name; resolved to the packaged model folder
 
@@ -45,7 +44,7 @@ def embed_texts(
         except (OSError, ValueError):
             pass  # a corrupt cache file is recomputed and replaced below
     vectors = _encode(texts, _resolve(encoder, cache_dir), batch_size, max_length, progress)
-    _atomic_save(path, vectors)
+    write_atomically(path, lambda stream: np.save(stream, vectors))
     return vectors
 
 
@@ -89,15 +88,3 @@ def _cache_path(texts: Sequence[str], encoder: str, max_length: int, cache_dir) 
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
     return cache_root(cache_dir) / "embeddings" / f"{digest.hexdigest()[:32]}.npy"
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
