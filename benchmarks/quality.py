@@ -153,6 +153,8 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
         time_budget_minutes=args.time_budget,
         recent_targets=base.get("recent_targets"),
         refit=base.get("refit", False),
+        # The shared data holds the generative model's longer causal context; SASRec reads max_history.
+        max_history=base.get("max_history", RunConfig.max_history),
         **{name: value for name, value in settings.items() if value is not None},
     )
     result = train_sasrec(data, config)

@@ -51,7 +51,8 @@ class S2GRConfig(PreTrainedConfig):
         relative_attention_num_buckets, relative_attention_max_distance: T5 relative position buckets.
         encoder_mode: "bidirectional" (exact TIGER encoder) or "causal" (tokens of item j see items <= j within a
             band of `max_history_items` items; enables the one-pass fast training mode).
-        max_history_items: history window in items (TIGER: 20).
+        max_history_items: history window W in items (TIGER: 20): the items whose encoder states the decoder
+            reads. In causal mode the encoder reads `context_items` items to compute them.
         num_clusters: coarse clusters Kc per level for the alignment loss; `None` means `num_clusters_for(K)`.
         align_temperature: tau of the alignment softmax over cosine similarities.
         infonce_temperature: temperature of the in-batch InfoNCE of the auxiliary decoder.
@@ -195,6 +196,21 @@ class S2GRConfig(PreTrainedConfig):
     def layout_vocab_size(self) -> int:
         """4 + L*K + D + T, the vocabulary size implied by the token layout."""
         return NUM_SPECIAL_TOKENS + self.num_levels * self.codebook_size + self.dedup_size + self.num_thinking
+
+    @property
+    def context_items(self) -> int:
+        """Most recent history items the model's prediction depends on.
+
+        Bidirectional: the `max_history_items` = W items the decoder reads. Causal: each encoder layer lets an
+        item see the W - 1 items before it, so the states of the W items the decoder reads depend on
+        W + encoder_layers * (W - 1) items. The fast training mode shares encoder states across a user's
+        targets and so gives each target that whole receptive field; reading as many items at recommendation
+        time makes both paths compute the same logits (older items change nothing).
+        """
+        window = self.max_history_items
+        if self.encoder_mode == "causal":
+            return window + self.encoder_layers * (window - 1)
+        return window
 
     @property
     def num_code_steps(self) -> int:

@@ -918,12 +918,30 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
     def _history_memory(
         self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode histories -> states (B, S, d) and cross-attention key bias (B, 1, 1, S)."""
+        """Encode histories -> the states the decoder reads (B, M, d) and their key bias (B, 1, 1, M)."""
         if input_ids is None:
             raise ValueError("input_ids (the encoded history) is required.")
         valid = _validate_history(self.config, input_ids, attention_mask)
-        states = self.encoder.encode(input_ids, valid)
-        return states, _mask_to_bias(valid, states.dtype)[:, None, None, :]
+        return self._decoder_memory(self.encoder.encode(input_ids, valid), valid)
+
+    def _decoder_memory(self, states: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states (B, S, d) and token mask (B, S) -> memory (B, M, d) and key bias (B, 1, 1, M).
+
+        Causal mode: the states of the last W = `max_history_items` items only, as the fast training mode
+        reads for each target (the older items of a `context_items` history only shape those states). The
+        kept tokens are gathered in order, left-aligned; M = min(S, W * (L + 1)).
+        """
+        if self.config.encoder_mode != "causal":
+            return states, _mask_to_bias(valid, states.dtype)[:, None, None, :]
+        tokens = self.config.max_history_items * self.config.num_code_steps
+        from_end = valid.flip(-1).long().cumsum(-1).flip(-1)  # (B, S): valid tokens at or after each one
+        keep = valid & (from_end <= tokens)
+        # Stable sort puts the kept tokens first, in their order; the first M columns hold them all.
+        order = torch.sort((~keep).to(torch.uint8), dim=-1, stable=True).indices[
+            :, : min(valid.shape[1], tokens)
+        ]
+        memory = states.gather(1, order[..., None].expand(-1, -1, states.shape[-1]))
+        return memory, _mask_to_bias(keep.gather(1, order), states.dtype)[:, None, None, :]
 
     def _forward_history(
         self,
@@ -1061,7 +1079,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             valid = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
             if attention_mask is not None:
                 valid = attention_mask.bool()
-            bias = _mask_to_bias(valid, states.dtype)[:, None, None, :]
+            states, bias = self._decoder_memory(states, valid)
         if cache is None and (use_cache if use_cache is not None else self.config.use_cache):
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         memory, past = self._memory_and_past(states, bias, cache)
@@ -1144,7 +1162,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
 
         tokenizer: the checkpoint's `S2GRTokenizer` (any object with its `encode_histories`, `prefix_tables`,
             `item_ids` and sizes); it must match the model's vocabulary, else `ValueError`.
-        histories: item ids per user, oldest first (the last `max_history_items` are used); an item outside
+        histories: item ids per user, oldest first (the last `config.context_items` are used); an item outside
             the tokenizer's catalog raises its `UnknownItemError`.
         exclude: item ids never returned to user i (e.g. everything the user has seen); ids outside the
             catalog are ignored, as they can never be recommended anyway.
@@ -1166,7 +1184,11 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
                 range(0, len(histories), batch_size), desc="recommending", disable=not progress
             ):
                 stop = start + batch_size
-                batch = tokenizer.encode_histories(list(histories[start:stop]), return_tensors="pt")
+                batch = tokenizer.encode_histories(
+                    list(histories[start:stop]),
+                    max_history_items=self.config.context_items,
+                    return_tensors="pt",
+                )
                 excluded = None if exclude is None else _item_index_matrix(exclude[start:stop], index)
                 result = self.recommend(
                     batch["input_ids"].to(self.device),

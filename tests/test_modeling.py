@@ -417,29 +417,62 @@ def test_cached_decoding_equals_uncached_tiger() -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_items", [4, 10])
-def test_fast_mode_equals_sliding_window(n_items: int) -> None:
-    model = tiny_model(thinking=True, max_history_items=4)
+@pytest.mark.parametrize("thinking", [True, False])
+@pytest.mark.parametrize(("n_items", "window", "layers"), [(4, 4, 1), (17, 3, 2), (23, 4, 3)])
+def test_fast_mode_equals_recommendation_path_for_every_target(
+    thinking: bool, n_items: int, window: int, layers: int
+) -> None:
+    """Every target of multi-window sequences, in S2GR and TIGER mode: the fast (one-pass, chunked) logits
+    equal the history API's on the target's whole prefix, and on its last `context_items` items (what the
+    recommendation path feeds), left-padded inside a batch. Targets past the first window are the hard case:
+    their encoder states carry context from before the window."""
+    model = tiny_model(thinking=thinking, max_history_items=window, encoder_layers=layers)
     config, catalog = model.config, make_catalog(20)
-    window = config.max_history_items
+    assert config.context_items == window + layers * (window - 1)
     items = torch.randint(0, len(catalog), (2, n_items), generator=torch.Generator().manual_seed(1))
     sequence_mask = torch.ones(2, n_items, dtype=torch.long)
-    sequence_mask[1, n_items - 1 :] = 0
+    sequence_mask[1, n_items - 2 :] = 0
     tokens = to_tokens(config, catalog)
     with torch.no_grad():
         fast = model(sequence_codes=tokens[items], sequence_mask=sequence_mask)
-        # Targets whose window starts at item 0 (always the case when the sequence fits the window).
         for row in range(2):
-            for target in range(1, min(int(sequence_mask[row].sum()), window + 1)):
-                input_ids, attention_mask = histories(config, catalog, items[row : row + 1, :target])
-                labels = make_labels(config, tokens[items[row : row + 1, target]])
+            length = int(sequence_mask[row].sum())
+            prefixes = [items[row, :target] for target in range(1, length)]
+            recent = [prefix[-config.context_items :] for prefix in prefixes]
+            for feed in (prefixes, recent):
+                width = max(len(prefix) for prefix in feed)
+                padded = torch.stack([F.pad(prefix, (width - len(prefix), 0), value=-1) for prefix in feed])
+                input_ids, attention_mask = histories(config, catalog, padded)
+                labels = make_labels(config, tokens[items[row, 1:length]])
                 slow = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
                 torch.testing.assert_close(
-                    fast.code_logits[row, target], slow.code_logits[0], rtol=1e-4, atol=1e-5
+                    fast.code_logits[row, 1:length], slow.code_logits, rtol=1e-4, atol=1e-5
                 )
-                torch.testing.assert_close(
-                    fast.thinking_states[row, target], slow.thinking_states[0], rtol=1e-4, atol=1e-5
-                )
+                if thinking:
+                    torch.testing.assert_close(
+                        fast.thinking_states[row, 1:length], slow.thinking_states, rtol=1e-4, atol=1e-5
+                    )
+
+
+def test_decoder_reads_only_the_last_window_in_causal_mode() -> None:
+    """Items older than `context_items` change nothing; an item inside it but before the window does."""
+    model = tiny_model(thinking=True, max_history_items=3, encoder_layers=1)
+    config, catalog = model.config, make_catalog(20)
+    assert config.context_items == 5
+    base = torch.randint(0, len(catalog), (1, 7), generator=torch.Generator().manual_seed(4))
+    changed_old, changed_context = base.clone(), base.clone()
+    changed_old[0, 1] = (base[0, 1] + 1) % len(catalog)  # 6th item from the end: outside the context
+    changed_context[0, 2] = (base[0, 2] + 1) % len(catalog)  # 5th from the end: inside, before the window
+    labels = make_labels(config, to_tokens(config, catalog)[:1])
+    logits = []
+    with torch.no_grad():
+        for history in (base, changed_old, changed_context):
+            input_ids, attention_mask = histories(config, catalog, history)
+            logits.append(
+                model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).code_logits
+            )
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-6)
+    assert (logits[0] - logits[2]).abs().max() > 1e-3
 
 
 @settings(max_examples=30, deadline=None)

@@ -44,6 +44,7 @@ class SASRecConfig:
     recent_targets: int | None = None  # train on each user's last that many items only (None = all)
     refit: bool = False  # train on the validation items too for exactly `epochs`, final weights, test only
     seed: int = 0
+    max_history: int | None = None  # history items read (None: the data's histories, ``data.max_history``)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "blocks", "heads", "epochs", "batch_size"):
@@ -154,7 +155,7 @@ def train_sasrec(data: RecData, config: SASRecConfig, exclude_seen: bool = True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     items = list(data.item_index())
     index = {item: position + 1 for position, item in enumerate(items)}
-    splits, max_history = data.splits, data.max_history
+    splits, max_history = data.splits, config.max_history or data.max_history
     sequences = [[index[i] for i in seq] for seq in training_split(splits, config.refit)["item_ids"]]
     chunks = training_chunks(sequences, max_history, config.recent_targets)
     model = SASRec(len(items), max_history, config).to(device)

@@ -55,7 +55,16 @@ class RunResult:
     is_main_process: bool = True  # False on the other ranks of `accelerate launch`: they wrote nothing
 
 
+def context_items(config: RunConfig) -> int:
+    """History items a run's model reads (`S2GRConfig.context_items`): ``max_history`` for the bidirectional
+    encoder, ``max_history + encoder_layers * (max_history - 1)`` for the causal one, whose decoder reads the
+    last ``max_history`` items' states and whose fast training mode gives each target that receptive field."""
+    model = S2GRConfig(encoder_mode=config.encoder_mode, max_history_items=config.max_history, **config.model)
+    return model.context_items
+
+
 def load_run_data(config: RunConfig) -> RecData:
+    """The run's data; validation and test histories hold the ``context_items`` the model reads."""
     columns = Columns(**config.columns) if config.columns else Columns()
     return load_data(
         config.dataset,
@@ -63,7 +72,7 @@ def load_run_data(config: RunConfig) -> RecData:
         items=config.items,
         columns=columns,
         kcore=config.kcore,
-        max_history=config.max_history,
+        max_history=context_items(config),
         max_users=config.max_users,
         cache_dir=config.cache_dir,
     )
@@ -94,7 +103,9 @@ def training_samples(data: RecData, tokenizer: S2GRTokenizer, config: RunConfig)
     """(dataset, collator) for the encoder mode: segments (fast) or sliding windows (TIGER)."""
     train = training_split(data.splits, config.refit)
     if config.encoder_mode == "causal":
-        segments = segment_sequences(train, config.segment_items, config.max_history, config.recent_targets)
+        segments = segment_sequences(
+            train, config.segment_items, context_items(config), config.recent_targets
+        )
         return segments, SegmentCollator(tokenizer)
     windows = sliding_window_samples(train, config.max_history, config.recent_targets)
     return windows, HistoryCollator(tokenizer)
