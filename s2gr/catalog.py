@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DEFAULT_ENCODER, RecData, embed_items
+from .errors import InputError
 from .tokenization import CodebookConfig, SemanticIDs, build_semantic_ids, format_stats_table, plot_code_usage
 from .tokenization_s2gr import S2GRTokenizer
 
@@ -51,7 +52,7 @@ def build_catalog(
     if embeddings is None:
         embeddings = embed_items(data.items, encoder, cache_dir=cache_dir, progress=progress)
     elif len(embeddings) != len(data.items):
-        raise ValueError(f"embeddings have {len(embeddings)} rows for {len(data.items)} items.")
+        raise InputError(f"embeddings have {len(embeddings)} rows for {len(data.items)} items.")
     indexed = [np.asarray(sequence, dtype=np.int64) for sequence in data.train_sequences(sequences)]
     semantic_ids = build_semantic_ids(embeddings, indexed, codebook, progress=progress)
     tokenizer = S2GRTokenizer.from_semantic_ids(

@@ -15,6 +15,7 @@ import torch
 
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
+from .errors import InputError, S2GRError
 from .hub import push_checkpoint
 from .modeling_s2gr import S2GRForGenerativeRecommendation
 from .tokenization import CodebookConfig
@@ -48,7 +49,12 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT
         "--text-cols", default="", help="comma-separated --items columns for the item text (default: all)"
     )
     group.add_argument("--kcore", type=int, default=5, help="iterative k-core filter (default 5)")
-    group.add_argument("--max-history", type=int, default=20, help="items of history per target (default 20)")
+    group.add_argument(
+        "--max-history",
+        type=int,
+        default=20,
+        help="items of history per target (default 20; evaluate and recommend: the model's own context)",
+    )
     group.add_argument(
         "--max-users",
         type=int,
@@ -61,7 +67,8 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = DEFAULT
     parser.set_defaults(default_dataset=default)
 
 
-def data_from_args(args: argparse.Namespace) -> RecData:
+def data_from_args(args: argparse.Namespace, max_history: int | None = None) -> RecData:
+    """The data the flags name; ``max_history`` (a model's ``context_items``) overrides ``--max-history``."""
     name = args.dataset
     if name is None and args.interactions is None:
         name = args.default_dataset
@@ -80,7 +87,7 @@ def data_from_args(args: argparse.Namespace) -> RecData:
         items=args.items,
         columns=columns,
         kcore=args.kcore,
-        max_history=args.max_history,
+        max_history=max_history or args.max_history,
         max_users=args.max_users,
         cache_dir=args.cache_dir,
     )
@@ -184,13 +191,13 @@ def codebook_from_args(args: argparse.Namespace) -> CodebookConfig:
         fields = apply_assignments({}, args.set)
         nested = [name for name, value in fields.items() if isinstance(value, dict)]
         if nested:  # a dotted key would put a dict into a flat field
-            raise ValueError(
+            raise InputError(
                 f"codebook fields are flat, write FIELD=VALUE (e.g. balance_cap=0.2), got {nested}"
             )
         return replace(config, **fields)
     except (ValueError, TypeError) as error:  # TypeError: a field CodebookConfig does not have
         known = ", ".join(f.name for f in dataclass_fields(CodebookConfig))
-        raise ValueError(f"--set: {error}. Codebook fields: {known}.") from None
+        raise InputError(f"--set: {error}. Codebook fields: {known}.") from None
 
 
 def cmd_build_codebook(args: argparse.Namespace) -> None:
@@ -243,7 +250,7 @@ def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> 
     try:
         apply_assignments(values, args.set)
     except ValueError as error:
-        raise ValueError(f"--set: {error}") from None
+        raise InputError(f"--set: {error}") from None
     return RunConfig.from_dict(values, source="flags")
 
 
@@ -278,7 +285,7 @@ def load_checkpoint(
     """Model (in eval mode, on ``device``) and tokenizer of a local model folder; ``ValueError`` if it is none."""
     path = Path(folder)
     if not (path / "config.json").is_file():
-        raise ValueError(
+        raise InputError(
             f"{folder} is not a model folder (no config.json). Pass the model/ folder of a `s2gr train` run "
             "(e.g. runs/s2gr/model); for a Hub model run `hf download USER/NAME --local-dir DIR` first."
         )
@@ -286,7 +293,7 @@ def load_checkpoint(
         model = S2GRForGenerativeRecommendation.from_pretrained(path)
         tokenizer = S2GRTokenizer.from_pretrained(path)
     except OSError as error:  # e.g. weights or tokenizer files missing: not a complete S2GR checkpoint
-        raise ValueError(f"could not load an S2GR model and tokenizer from {folder}: {error}") from error
+        raise InputError(f"could not load an S2GR model and tokenizer from {folder}: {error}") from error
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
 
@@ -296,7 +303,7 @@ def check_catalog(data: RecData, tokenizer: S2GRTokenizer) -> None:
     known = set(tokenizer.item_ids)
     unknown = [item for item in data.item_ids if item not in known]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{len(unknown):,} of the {len(data.item_ids):,} items of {data.name} are not in the model's catalog "
             f"({tokenizer.num_items:,} items), e.g. {unknown[:3]}. Pass the data the model was trained on: the "
             "same --dataset or --interactions, --kcore and --max-users."
@@ -307,7 +314,7 @@ def check_items(items: Sequence[str], tokenizer: S2GRTokenizer) -> None:
     known = set(tokenizer.item_ids)
     unknown = [item for item in items if item not in known]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown item id(s) {unknown[:5]}: not in the model's catalog of {tokenizer.num_items:,} items "
             f"(listed in item_ids.json of the model folder, e.g. {tokenizer.item_ids[:3]}). Pass item ids "
             "exactly as in the data the model was trained on."
@@ -316,7 +323,7 @@ def check_items(items: Sequence[str], tokenizer: S2GRTokenizer) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     model, tokenizer = load_checkpoint(args.model, args.device)
-    data = data_from_args(args)
+    data = data_from_args(args, max_history=model.config.context_items)
     check_catalog(data, tokenizer)
     values = split_metrics(
         model,
@@ -347,11 +354,11 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     model, tokenizer = load_checkpoint(args.model, args.device)
     data = None
     if args.user is not None or args.dataset is not None or args.interactions is not None:
-        data = data_from_args(args)
+        data = data_from_args(args, max_history=model.config.context_items)
         check_catalog(data, tokenizer)
     known = user_sequence(data.splits, args.user) if args.user is not None else args.history
     check_items(known, tokenizer)
-    history = known[-tokenizer.max_history_items :]  # what the model reads; the tokenizer keeps these too
+    history = known[-model.config.context_items :]  # what the model reads
     (ranking,) = model.recommend_items(
         tokenizer,
         [history],
@@ -507,7 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (
+        S2GRError
+    ) as error:  # the user's mistake, explained by the message; anything else keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .errors import InputError
+
 NUM_SPECIAL_TOKENS = 4
 ENCODER_MODES = ("causal", "bidirectional")
 CODES_PER_CLUSTER = 16  # Kc = 16 at K = 256
@@ -115,7 +117,7 @@ class S2GRConfig(PreTrainedConfig):
         if self.d_kv is None:
             self._check_positive("num_heads", "d_model")
             if self.d_model % self.num_heads:
-                raise ValueError(
+                raise InputError(
                     f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads}) when d_kv is None; "
                     "set d_kv explicitly or change num_heads."
                 )
@@ -127,7 +129,7 @@ class S2GRConfig(PreTrainedConfig):
         self._validate()
         expected_vocab = self.layout_vocab_size
         if self.vocab_size is not None and self.vocab_size != expected_vocab:
-            raise ValueError(
+            raise InputError(
                 f"vocab_size={self.vocab_size} does not match the token layout 4 + L*K + D + T = {expected_vocab}; "
                 "leave vocab_size unset, it is derived from num_levels, codebook_size, dedup_size, num_thinking."
             )
@@ -138,7 +140,7 @@ class S2GRConfig(PreTrainedConfig):
         for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+                raise InputError(f"{name} must be a positive integer, got {value!r}.")
 
     def _validate(self) -> None:
         self._check_positive(
@@ -156,39 +158,39 @@ class S2GRConfig(PreTrainedConfig):
             "num_clusters",
         )
         if self.num_thinking not in (0, self.num_levels):
-            raise ValueError(
+            raise InputError(
                 f"num_thinking must be 0 (TIGER) or num_levels={self.num_levels} (S2GR: one thinking step per "
                 f"level), got {self.num_thinking}."
             )
         if self.num_clusters > self.codebook_size:
-            raise ValueError(
+            raise InputError(
                 f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})."
             )
         if self.encoder_mode not in ENCODER_MODES:
-            raise ValueError(f"encoder_mode must be one of {ENCODER_MODES}, got {self.encoder_mode!r}.")
+            raise InputError(f"encoder_mode must be one of {ENCODER_MODES}, got {self.encoder_mode!r}.")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+            raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+            raise InputError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}.")
         for name in ("align_temperature", "infonce_temperature", "layer_norm_epsilon", "initializer_factor"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}.")
         for name in ("reg_lambda", "rec_loss_weight", "align_loss_weight", "infonce_loss_weight"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}.")
         # T5 buckets: half exact, half logarithmic up to max_distance (halved again when bidirectional).
         if self.relative_attention_num_buckets < 4:
-            raise ValueError(
+            raise InputError(
                 f"relative_attention_num_buckets must be >= 4, got {self.relative_attention_num_buckets}."
             )
         if self.relative_attention_max_distance <= self.relative_attention_num_buckets // 2:
-            raise ValueError(
+            raise InputError(
                 "relative_attention_max_distance must exceed relative_attention_num_buckets // 2, got "
                 f"{self.relative_attention_max_distance} and {self.relative_attention_num_buckets}."
             )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             if getattr(self, name) not in range(NUM_SPECIAL_TOKENS):
-                raise ValueError(
+                raise InputError(
                     f"{name} must be one of the special ids 0..3 of the layout, got {getattr(self, name)}."
                 )
 

@@ -21,6 +21,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import httpx
 
+from .errors import InputError, S2GRError
 from .hub_cards import build_model_card
 
 # Tokenizer files of which at least one must sit next to tokenizer_config.json (S2GR writes vocab.json).
@@ -30,7 +31,7 @@ IGNORE_PATTERNS = ["__pycache__/*", "*/__pycache__/*", "*.pyc"]
 DEFAULT_COMMIT_MESSAGE = "Upload S2GR checkpoint"
 
 
-class HubPushError(RuntimeError):
+class HubPushError(S2GRError, RuntimeError):
     """Pushing a checkpoint to the Hub failed; the local folder is unchanged."""
 
 
@@ -79,7 +80,7 @@ def push_checkpoint(
 def check_checkpoint(folder: Path) -> None:
     """Raise `ValueError` listing every file the folder lacks to be loaded from the Hub."""
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
+        raise InputError(f"{folder} is not a folder")
     missing = [
         *([] if (folder / "config.json").is_file() else ["config.json"]),
         *_missing_weights(folder),
@@ -88,7 +89,7 @@ def check_checkpoint(folder: Path) -> None:
         *_missing_card(folder),
     ]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{folder} is not a complete checkpoint; missing: {', '.join(missing)}. A checkpoint needs what "
             "model.save_pretrained and tokenizer.save_pretrained write, the .py files its auto_map names, and "
             "README.md or run.json."

@@ -30,6 +30,8 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .errors import InputError
+
 TAGS = ["recommendation", "generative-recommendation", "sequential-recommendation", "semantic-ids", "s2gr"]
 TASK_TYPE = "sequential-recommendation"
 TASK_NAME = "Sequential recommendation (next item)"
@@ -239,11 +241,11 @@ def build_model_card(run: Mapping[str, Any]) -> ModelCard:
 def _checked_metrics(metrics: Any) -> dict[str, dict[str, float]]:
     """`{split: {name: value}}` with every value a finite number in [0, 1], else `ValueError`."""
     if not isinstance(metrics, Mapping):
-        raise ValueError(f"run['metrics'] must map split names to metric dicts, got {type(metrics).__name__}")
+        raise InputError(f"run['metrics'] must map split names to metric dicts, got {type(metrics).__name__}")
     checked: dict[str, dict[str, float]] = {}
     for split, values in metrics.items():
         if not isinstance(values, Mapping):
-            raise ValueError(f"run['metrics'][{split!r}] must be a dict of metric values, got {values!r}")
+            raise InputError(f"run['metrics'][{split!r}] must be a dict of metric values, got {values!r}")
         checked[str(split)] = {
             str(name): _checked_value(split, name, value) for name, value in values.items()
         }
@@ -253,9 +255,9 @@ def _checked_metrics(metrics: Any) -> dict[str, dict[str, float]]:
 def _checked_value(split: str, name: str, value: Any) -> float:
     # bool is a Real in Python, but True as a recall is a bug upstream, not a measurement.
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"metric {split}/{name} must be a number, got {type(value).__name__} {value!r}")
+        raise InputError(f"metric {split}/{name} must be a number, got {type(value).__name__} {value!r}")
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"metric {split}/{name} must be a finite rate in [0, 1], got {value!r}")
+        raise InputError(f"metric {split}/{name} must be a finite rate in [0, 1], got {value!r}")
     return float(value)
 
 

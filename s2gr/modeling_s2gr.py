@@ -84,6 +84,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_s2gr import S2GRConfig
+from .errors import InputError
 
 KVPair = tuple[torch.Tensor, torch.Tensor]
 # Maps per-position projections (B, S, X) to the key sets attention reads (M, S', X): chunk windows, kept rows.
@@ -510,24 +511,24 @@ def _validate_history(
 ) -> torch.Tensor:
     """Check encoder inputs; returns the boolean token mask (B, S)."""
     if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be (batch, seq_len) token ids, got shape {tuple(input_ids.shape)}.")
+        raise InputError(f"input_ids must be (batch, seq_len) token ids, got shape {tuple(input_ids.shape)}.")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
-        raise ValueError(
+        raise InputError(
             f"input_ids must be token ids in [0, {config.vocab_size}); got values in "
             f"[{int(input_ids.min())}, {int(input_ids.max())}]. Encode histories with the S2GR tokenizer."
         )
     valid = input_ids.ne(config.pad_token_id) if attention_mask is None else attention_mask.bool()
     if valid.shape != input_ids.shape:
-        raise ValueError(
+        raise InputError(
             f"attention_mask shape {tuple(valid.shape)} != input_ids shape {tuple(input_ids.shape)}."
         )
     if not valid.any(-1).all():
-        raise ValueError(
+        raise InputError(
             "A history contains only padding: every row needs at least one item. Drop users without history "
             "before calling the model."
         )
     if config.encoder_mode == "causal" and valid.sum(-1).remainder(config.num_code_steps).any():
-        raise ValueError(
+        raise InputError(
             f"With encoder_mode='causal' every history must consist of whole items ({config.num_code_steps} "
             "tokens each, dedup code included)."
         )
@@ -541,7 +542,7 @@ def _check_code_ranges(config: S2GRConfig, code_ids: torch.Tensor, valid: torch.
         high = low + config.level_size(level)
         column = code_ids[..., level][valid]
         if column.numel() and (column.min() < low or column.max() >= high):
-            raise ValueError(
+            raise InputError(
                 f"{name}: code {level} of each item must be a token id of level {level} in [{low}, {high}); got "
                 f"values in [{int(column.min())}, {int(column.max())}]. Ignore-index -100 is not supported here."
             )
@@ -661,11 +662,11 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         clusters = torch.as_tensor(code_clusters, dtype=torch.long)
         expected = tuple(self.code_clusters.shape)
         if tuple(clusters.shape) != expected:
-            raise ValueError(
+            raise InputError(
                 f"code_clusters must have shape (num_levels, codebook_size) = {expected}, got {tuple(clusters.shape)}."
             )
         if clusters.min() < 0 or clusters.max() >= self.config.num_clusters:
-            raise ValueError(f"code_clusters values must be cluster ids in [0, {self.config.num_clusters}).")
+            raise InputError(f"code_clusters values must be cluster ids in [0, {self.config.num_clusters}).")
         self.code_clusters.copy_(clusters)
 
     # --- embeddings and heads ---------------------------------------------------------------------------------
@@ -737,7 +738,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         """Centroids (L, Kc, d): mean detached code embedding per cluster; and which clusters are non-empty."""
         config = self.config
         if (self.code_clusters < 0).any():
-            raise ValueError(
+            raise InputError(
                 "code_clusters is not set but the alignment loss needs it (num_thinking > 0 and "
                 "align_loss_weight > 0). Call model.set_code_clusters(semantic_ids.cluster_of_code) with the "
                 "tokenizer's (num_levels, codebook_size) cluster map, or set align_loss_weight=0."
@@ -884,7 +885,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             )
         if labels is not None:
             return self._forward_history(input_ids, attention_mask, labels, num_items_in_batch)
-        raise ValueError(
+        raise InputError(
             "Pass labels (history API), sequence_codes/sequence_mask (fast mode) or decoder_input_ids (decoding)."
         )
 
@@ -897,7 +898,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
                 if config.num_thinking
                 else "[s1, ..., sL, dedup]"
             )
-            raise ValueError(
+            raise InputError(
                 f"labels must be (batch, {config.label_length}) token ids {layout}, got shape {tuple(labels.shape)}."
             )
         if not config.num_thinking:
@@ -907,7 +908,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
                 [config.think_token_id(t) for t in range(config.num_thinking)], device=labels.device
             )
             if (labels[:, 0 : 2 * config.num_levels : 2] != think_ids).any():
-                raise ValueError(
+                raise InputError(
                     "labels must hold <think_l> placeholder ids at positions 0, 2, ..., 2L-2 "
                     f"(ids {think_ids.tolist()})."
                 )
@@ -920,7 +921,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode histories -> the states the decoder reads (B, M, d) and their key bias (B, 1, 1, M)."""
         if input_ids is None:
-            raise ValueError("input_ids (the encoded history) is required.")
+            raise InputError("input_ids (the encoded history) is required.")
         valid = _validate_history(self.config, input_ids, attention_mask)
         return self._decoder_memory(self.encoder.encode(input_ids, valid), valid)
 
@@ -1011,12 +1012,12 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         """Check fast-mode inputs; returns the item mask and the target mask (B, n_items)."""
         config = self.config
         if config.encoder_mode != "causal":
-            raise ValueError(
+            raise InputError(
                 "Fast mode (sequence_codes) needs encoder_mode='causal': a bidirectional encoder would let every "
                 "target see its own future. Use the history API (input_ids + labels) instead."
             )
         if sequence_codes.dim() != 3 or sequence_codes.shape[2] != config.num_code_steps:
-            raise ValueError(
+            raise InputError(
                 f"sequence_codes must be (batch, n_items, {config.num_code_steps}) token ids, got "
                 f"{tuple(sequence_codes.shape)}."
             )
@@ -1024,16 +1025,16 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         mask = everything if sequence_mask is None else sequence_mask.bool()
         targets = everything if target_mask is None else target_mask.bool()
         if mask.shape != everything.shape or targets.shape != everything.shape:
-            raise ValueError(
+            raise InputError(
                 f"sequence_mask and target_mask must be (batch, n_items) = {tuple(everything.shape)}, got "
                 f"{tuple(mask.shape)} and {tuple(targets.shape)}."
             )
         if (mask[:, 1:] & ~mask[:, :-1]).any():
-            raise ValueError("sequence_mask must be right-padded: ones for the real items, then zeros.")
+            raise InputError("sequence_mask must be right-padded: ones for the real items, then zeros.")
         targets = targets & mask
         targets[:, 0] = False  # the first item has no history
         if not targets.any():
-            raise ValueError(
+            raise InputError(
                 "No targets: fast mode needs an item at position >= 1 that is real and in target_mask."
             )
         _check_code_ranges(config, sequence_codes, mask, "sequence_codes")
@@ -1068,7 +1069,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         use_cache: bool | None,
     ) -> S2GRModelOutput:
         if self.config.num_thinking:
-            raise ValueError(
+            raise InputError(
                 "Token-by-token decoding (decoder_input_ids, generate()) only supports TIGER mode "
                 "(num_thinking=0): thinking steps are continuous vectors. Use model.recommend(...)."
             )
@@ -1121,26 +1122,26 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         else:
             parts = prefix_tables
         if len(parts) != 3:
-            raise ValueError(
+            raise InputError(
                 "prefix_tables must be (offsets, codes, items), as tokenizer.prefix_tables() gives."
             )
         offsets, codes, items = parts
         steps = self.config.num_code_steps
         if len(offsets) != steps or len(codes) != steps:
-            raise ValueError(f"prefix_tables must hold {steps} steps (levels + dedup), got {len(offsets)}.")
+            raise InputError(f"prefix_tables must hold {steps} steps (levels + dedup), got {len(offsets)}.")
         offsets = [torch.as_tensor(t, dtype=torch.long, device=self.device) for t in offsets]
         codes = [torch.as_tensor(t, dtype=torch.long, device=self.device) for t in codes]
         items = torch.as_tensor(items, dtype=torch.long, device=self.device)
         n_parents = 1
         for step, (offset, code) in enumerate(zip(offsets, codes, strict=True)):
             if offset.shape != (n_parents + 1,) or code.dim() != 1 or int(offset[-1]) != len(code):
-                raise ValueError(
+                raise InputError(
                     f"prefix_tables step {step}: offsets must be (n_{step} + 1,) = ({n_parents + 1},) and end at "
                     f"len(codes[{step}]); see ARCHITECTURE.md."
                 )
             n_parents = len(code)
         if items.shape != (n_parents,):
-            raise ValueError(f"prefix_tables: items must hold one item index per leaf ({n_parents}).")
+            raise InputError(f"prefix_tables: items must hold one item index per leaf ({n_parents}).")
         fan_out = [int(offset.diff().max()) for offset in offsets]
         return _DecodingTrie(offsets, codes, items, fan_out)
 
@@ -1172,7 +1173,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         """
         self._check_tokenizer(tokenizer)
         if exclude is not None and len(exclude) != len(histories):
-            raise ValueError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
+            raise InputError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
         item_ids = tokenizer.item_ids
         index = {item: position for position, item in enumerate(item_ids)}
         trie = self._prefix_tables(tokenizer.prefix_tables(self.device))  # checked once, not per batch
@@ -1228,7 +1229,7 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         ):
             differ.append("code cluster maps (the tokenizer comes from another codebook)")
         if differ:
-            raise ValueError(
+            raise InputError(
                 "The tokenizer does not belong to this model: " + "; ".join(differ) + ". Load both from the "
                 "same checkpoint folder or Hub repo."
             )
@@ -1252,9 +1253,9 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         fill every top-k slot (memory O(B * N) for the per-user exclusion counts).
         """
         if top_k < 1 or num_beams < 1:
-            raise ValueError(f"top_k and num_beams must be >= 1, got {top_k} and {num_beams}.")
+            raise InputError(f"top_k and num_beams must be >= 1, got {top_k} and {num_beams}.")
         if prefix_tables is None:
-            raise ValueError("prefix_tables is required (tokenizer.prefix_tables()).")
+            raise InputError("prefix_tables is required (tokenizer.prefix_tables()).")
         trie = self._prefix_tables(prefix_tables)
         states, bias = self._history_memory(input_ids, attention_mask)
         batch, device = states.shape[0], states.device

@@ -33,6 +33,8 @@ from safetensors.torch import load_file, save_file
 from transformers import BatchEncoding, PreTrainedTokenizer
 from transformers.utils import PaddingStrategy
 
+from .errors import InputError, S2GRError
+
 VOCAB_FILES = {
     "vocab_file": "vocab.json",
     "items_file": "item_ids.json",
@@ -57,11 +59,11 @@ class _ReadableKeyError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class UnknownItemError(_ReadableKeyError, ValueError):
+class UnknownItemError(_ReadableKeyError, S2GRError, ValueError):
     """An item id that the tokenizer's catalog does not contain (a `KeyError` and a `ValueError`)."""
 
 
-class InvalidSidError(_ReadableKeyError):
+class InvalidSidError(_ReadableKeyError, S2GRError):
     """A code tuple that is not the SID of any catalog item."""
 
 
@@ -175,7 +177,7 @@ def _raise_on_duplicates(
         f"{item_ids[order[r - 1]]!r} and {item_ids[order[r]]!r} share SID {tuple(ordered[r].tolist())}"
         for r in rows[:5]
     ]
-    raise ValueError(
+    raise InputError(
         f"Semantic IDs must be unique, found {len(rows)} duplicate(s): {'; '.join(examples)}. "
         "Give colliding items distinct codes in the last (dedup) column."
     )
@@ -202,7 +204,7 @@ def _check_item_ids(item_ids: Sequence[str], what: str) -> None:
     if len(set(item_ids)) != len(item_ids):
         seen: set[str] = set()
         repeated = sorted({item for item in item_ids if item in seen or seen.add(item)})
-        raise ValueError(f"{what} must be unique, repeated: {repeated[:10]}")
+        raise InputError(f"{what} must be unique, repeated: {repeated[:10]}")
 
 
 def _freeze_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,7 +308,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
                 items_file, arrays_file
             )
         if codes is None:
-            raise ValueError("S2GRTokenizer needs `codes` (N, L+1) together with `item_ids`")
+            raise InputError("S2GRTokenizer needs `codes` (N, L+1) together with `item_ids`")
         # Own copies: the tables and caches derived from them must not change under the caller's feet.
         self._set_catalog(list(item_ids), _as_code_array(codes, "codes").copy(), num_levels)
         self._set_codebook(codebook_size, code_clusters, cluster_centroids)
@@ -321,7 +323,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
             self._check_vocab_file(vocab_file)
         for name, token in SPECIAL_TOKENS.items():
             if str(kwargs.setdefault(name, token)) != token:
-                raise ValueError(f"{name} is fixed to {token!r} by the S2GR vocabulary layout")
+                raise InputError(f"{name} is fixed to {token!r} by the S2GR vocabulary layout")
         super().__init__(
             num_levels=self.num_levels,
             codebook_size=self.codebook_size,
@@ -357,7 +359,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
     @staticmethod
     def _read_files(items_file: str | None, arrays_file: str | None) -> tuple[Any, ...]:
         if items_file is None or arrays_file is None:
-            raise ValueError(
+            raise InputError(
                 "S2GRTokenizer needs `item_ids` and `codes`, or a folder written by `save_pretrained`"
             )
         with open(items_file, encoding="utf-8") as handle:
@@ -376,15 +378,15 @@ class S2GRTokenizer(PreTrainedTokenizer):
 
     def _set_catalog(self, item_ids: list[str], codes: np.ndarray, num_levels: int | None) -> None:
         if not item_ids:
-            raise ValueError("the catalog is empty: S2GRTokenizer needs at least one item")
+            raise InputError("the catalog is empty: S2GRTokenizer needs at least one item")
         _check_item_ids(item_ids, "item_ids")
         if codes.ndim != 2 or codes.shape[0] != len(item_ids) or codes.shape[1] < 2:
-            raise ValueError(
+            raise InputError(
                 f"codes must have shape (N, L+1) = ({len(item_ids)}, levels + 1) with at least one level, "
                 f"got {codes.shape}"
             )
         if num_levels is not None and num_levels != codes.shape[1] - 1:
-            raise ValueError(f"num_levels={num_levels} but codes have {codes.shape[1] - 1} levels")
+            raise InputError(f"num_levels={num_levels} but codes have {codes.shape[1] - 1} levels")
         self._item_ids = item_ids
         self._item_index = {item: i for i, item in enumerate(item_ids)}
         self._codes = codes
@@ -394,25 +396,25 @@ class S2GRTokenizer(PreTrainedTokenizer):
         clusters = None if code_clusters is None else _as_code_array(code_clusters, "code_clusters").copy()
         if codebook_size is None:
             if clusters is None:
-                raise ValueError("codebook_size is required when code_clusters is not given")
+                raise InputError("codebook_size is required when code_clusters is not given")
             codebook_size = clusters.shape[-1]
         level_codes = self._codes[:, :levels]
         if level_codes.min() < 0 or level_codes.max() >= codebook_size:
-            raise ValueError(
+            raise InputError(
                 f"level codes must lie in [0, codebook_size={codebook_size}), "
                 f"got [{level_codes.min()}, {level_codes.max()}]"
             )
         if clusters is not None and (clusters.shape != (levels, codebook_size) or clusters.min() < 0):
-            raise ValueError(
+            raise InputError(
                 f"code_clusters must be non-negative with shape (L, K) = ({levels}, {codebook_size}), "
                 f"got shape {clusters.shape}"
             )
         centroids = None if cluster_centroids is None else _to_numpy(cluster_centroids).astype(np.float32)
         if centroids is not None:
             if centroids.ndim != 3 or centroids.shape[0] != levels:
-                raise ValueError(f"cluster_centroids must be (L={levels}, Kc, latent), got {centroids.shape}")
+                raise InputError(f"cluster_centroids must be (L={levels}, Kc, latent), got {centroids.shape}")
             if clusters is not None and clusters.max() >= centroids.shape[1]:
-                raise ValueError(
+                raise InputError(
                     f"code_clusters refer to cluster {clusters.max()} but only {centroids.shape[1]} centroids"
                 )
         self._codebook_size = int(codebook_size)
@@ -423,15 +425,15 @@ class S2GRTokenizer(PreTrainedTokenizer):
         dedup = self._codes[:, -1]
         needed = int(dedup.max()) + 1
         if dedup.min() < 0:
-            raise ValueError(f"dedup codes must be non-negative, got {dedup.min()}")
+            raise InputError(f"dedup codes must be non-negative, got {dedup.min()}")
         if dedup_size is None:
             dedup_size = needed + DEFAULT_DEDUP_HEADROOM
         if dedup_size < needed:
-            raise ValueError(f"dedup_size={dedup_size} but codes use dedup code {needed - 1}")
+            raise InputError(f"dedup_size={dedup_size} but codes use dedup code {needed - 1}")
         levels = self._codes.shape[1] - 1
         num_thinking = levels if num_thinking is None else num_thinking
         if num_thinking not in (0, levels):
-            raise ValueError(
+            raise InputError(
                 f"num_thinking must be {levels} (one thinking step per level) or 0 (TIGER), got {num_thinking}"
             )
         self._dedup_size = int(dedup_size)
@@ -452,7 +454,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         with open(vocab_file, encoding="utf-8") as handle:
             saved = json.load(handle)
         if saved != self._vocab:
-            raise ValueError(
+            raise InputError(
                 f"{vocab_file} does not match the vocabulary implied by L={self.num_levels}, "
                 f"K={self.codebook_size}, D={self.dedup_size}, T={self.num_thinking}: the folder is inconsistent"
             )
@@ -537,7 +539,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         level_arr, code_arr = _to_numpy(level), _to_numpy(code)
         radix = np.where(level_arr == self.num_levels, self.dedup_size, self.codebook_size)
         if np.any((level_arr < 0) | (level_arr > self.num_levels) | (code_arr < 0) | (code_arr >= radix)):
-            raise ValueError(
+            raise InputError(
                 f"(level, code) out of range: L={self.num_levels}, K={self.codebook_size}, "
                 f"D={self.dedup_size}"
             )
@@ -546,7 +548,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
     def think_token_id(self, step: int) -> int:
         """Token id of `<think_{step+1}>`, `step` 0-based."""
         if not 0 <= step < self.num_thinking:
-            raise ValueError(f"thinking step must lie in [0, {self.num_thinking}), got {step}")
+            raise InputError(f"thinking step must lie in [0, {self.num_thinking}), got {step}")
         return self.think_token_offset + step
 
     # ---------------------------------------------------------------------- PreTrainedTokenizer machinery
@@ -648,7 +650,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         """
         limit = self.max_history_items if max_history_items is None else max_history_items
         if limit < 1:
-            raise ValueError(f"max_history_items must be at least 1, got {limit}")
+            raise InputError(f"max_history_items must be at least 1, got {limit}")
         rows = self._rows_to_indices(histories, on_unknown, "history")
         if truncation:
             rows = [row[-limit:] for row in rows]
@@ -688,7 +690,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         rows = self._rows_to_indices(sequences, on_unknown, "sequence")
         if max_items is not None:
             if max_items < 1:
-                raise ValueError(f"max_items must be at least 1, got {max_items}")
+                raise InputError(f"max_items must be at least 1, got {max_items}")
             rows = [row[-max_items:] for row in rows]
         items, mask = self._pack(rows, None, "right")
         return self._batch(
@@ -697,7 +699,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
 
     def _rows_to_indices(self, rows: Sequence[Sequence[str]], on_unknown: str, what: str) -> list[list[int]]:
         if on_unknown not in ("error", "skip"):
-            raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
+            raise InputError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
         out = []
         for b, row in enumerate(rows):
             if isinstance(row, str) or not isinstance(row, Iterable):
@@ -705,7 +707,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
             indices = self._indices(row, on_unknown, f"{what} {b}")
             if not indices:
                 skipped = " after skipping unknown items" if on_unknown == "skip" else ""
-                raise ValueError(f"{what} {b} is empty{skipped}: every row needs at least one known item")
+                raise InputError(f"{what} {b} is empty{skipped}: every row needs at least one known item")
             out.append(indices)
         return out
 
@@ -725,7 +727,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
     def _pack(self, rows: list[list[int]], width: int | None, side: str) -> tuple[np.ndarray, np.ndarray]:
         """Item indices `(B, n)` padded with -1 on `side`, and the `(B, n)` int64 mask of real items."""
         if side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {side!r}")
+            raise InputError(f"padding_side must be 'right' or 'left', got {side!r}")
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         width = int(lengths.max(initial=0)) if width is None else width
         positions = np.arange(width)
@@ -746,7 +748,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
 
     def _labels(self, histories: Sequence[Any], targets: Sequence[str]) -> np.ndarray:
         if isinstance(targets, str) or len(targets) != len(histories):
-            raise ValueError(f"targets must be a list with one item id per history ({len(histories)})")
+            raise InputError(f"targets must be a list with one item id per history ({len(histories)})")
         indices = self._indices(targets, "error", "targets")
         sid = self._item_tokens(np.asarray(indices, dtype=np.int64))
         if self.num_thinking == 0:
@@ -797,10 +799,10 @@ class S2GRTokenizer(PreTrainedTokenizer):
         at the wrong step counts as invalid). A tuple that is no catalog SID raises `InvalidSidError`
         (`on_invalid="error"`) or decodes to None (`on_invalid="none"`)."""
         if on_invalid not in _LOOKUP_ERRORS:
-            raise ValueError(f"on_invalid must be 'error' or 'none', got {on_invalid!r}")
+            raise InputError(f"on_invalid must be 'error' or 'none', got {on_invalid!r}")
         array = _as_code_array(codes, "codes")
         if array.ndim != 3 or array.shape[-1] != self.num_levels + 1:
-            raise ValueError(
+            raise InputError(
                 f"decode_items expects (B, k, L+1) = (B, k, {self.num_levels + 1}) codes, got {array.shape}; "
                 "reshape a single SID to (1, 1, L+1)"
             )
@@ -861,7 +863,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         _check_item_ids(new_ids, "new_item_ids")
         known = [item for item in new_ids if item in self._item_index]
         if known:
-            raise ValueError(f"items already in the catalog: {known[:10]}")
+            raise InputError(f"items already in the catalog: {known[:10]}")
         prefixes = self._new_prefixes(len(new_ids), codes, embeddings, assign_fn)
         new_codes = np.concatenate([prefixes, self._free_dedup_codes(prefixes)[:, None]], axis=1)
         codes_all = np.concatenate([self._codes, new_codes])
@@ -876,18 +878,18 @@ class S2GRTokenizer(PreTrainedTokenizer):
         self, count: int, codes: Any, embeddings: Any, assign_fn: Callable | None
     ) -> np.ndarray:
         if codes is not None and embeddings is not None:
-            raise ValueError("pass either codes or embeddings (with assign_fn), not both")
+            raise InputError("pass either codes or embeddings (with assign_fn), not both")
         if codes is None:
             if embeddings is None or assign_fn is None:
-                raise ValueError("add_items needs codes (M, L), or embeddings together with assign_fn")
+                raise InputError("add_items needs codes (M, L), or embeddings together with assign_fn")
             codes = assign_fn(embeddings)
         prefixes = _as_code_array(codes, "codes")
         if prefixes.shape != (count, self.num_levels):
-            raise ValueError(
+            raise InputError(
                 f"codes must have shape (M, L) = ({count}, {self.num_levels}), got {prefixes.shape}"
             )
         if prefixes.size and (prefixes.min() < 0 or prefixes.max() >= self.codebook_size):
-            raise ValueError(f"codes must lie in [0, {self.codebook_size})")
+            raise InputError(f"codes must lie in [0, {self.codebook_size})")
         return prefixes
 
     def _free_dedup_codes(self, prefixes: np.ndarray) -> np.ndarray:
@@ -904,7 +906,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
             free = (d for d in range(len(used) + len(members)) if d not in used)
             dedup[members] = [next(free) for _ in members]
             if dedup[members].max() >= self.dedup_size:
-                raise ValueError(
+                raise InputError(
                     f"codes {tuple(groups[g].tolist())} would need dedup code {dedup[members].max()} but "
                     f"dedup_size is {self.dedup_size}; rebuild the tokenizer with a larger dedup_size "
                     "(the vocabulary and the model's embeddings change)"

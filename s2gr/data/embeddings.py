@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from .assets import cache_root, fetch_asset, write_atomically
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # the asset name; resolved to the packaged model folder
@@ -34,7 +35,7 @@ def embed_texts(
 ) -> np.ndarray:
     """Embed ``texts`` → ``(len(texts), E)`` float32 with unit-norm rows (cached)."""
     if len(texts) == 0:
-        raise ValueError("No texts to embed: the item table is empty.")
+        raise InputError("No texts to embed: the item table is empty.")
     path = _cache_path(texts, encoder, max_length, cache_dir)
     if path.is_file():
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
+from ..errors import InputError
 from .assets import fetch_asset
 from .preprocess import LogStats, chronological, kcore_filter, leave_one_out
 from .readers import Columns, read_interactions_file, read_recbole
@@ -69,10 +70,10 @@ def load_data(
     small real slice for quick experiments and tests.
     """
     if (name is None) == (interactions is None):
-        raise ValueError("Give either a data set name or an interactions file (--dataset or --interactions).")
+        raise InputError("Give either a data set name or an interactions file (--dataset or --interactions).")
     if name is not None:
         if name not in DATASETS:
-            raise ValueError(
+            raise InputError(
                 f"Unknown data set {name!r}; known: {', '.join(DATASETS)}. "
                 "For your own data pass --interactions FILE [--items FILE]."
             )
@@ -84,7 +85,7 @@ def load_data(
         name = Path(interactions).name
     if max_users is not None:
         if max_users < 1:
-            raise ValueError(f"max_users must be ≥ 1, got {max_users}.")
+            raise InputError(f"max_users must be ≥ 1, got {max_users}.")
         first_users = set(pd.unique(raw["user_id"])[:max_users])
         raw = raw[raw["user_id"].isin(first_users)].reset_index(drop=True)
         name = f"{name}[:{max_users} users]"
@@ -97,7 +98,7 @@ def build_recdata(
     """Filter, order and split canonical tables (see ``s2gr.data.preprocess``)."""
     filtered = chronological(kcore_filter(raw, kcore))
     if filtered.empty:
-        raise ValueError(f"{name}: nothing is left after the {kcore}-core filter; lower --kcore.")
+        raise InputError(f"{name}: nothing is left after the {kcore}-core filter; lower --kcore.")
     splits = leave_one_out(filtered, max_history)
     kept_users = set(splits["train"]["user_id"])
     filtered = filtered[filtered["user_id"].isin(kept_users)]

@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, DatasetDict
 
+from ..errors import InputError
+
 MIN_SEQUENCE = 3  # one training item, one validation target, one test target
 
 
@@ -79,12 +81,12 @@ def chronological(interactions: pd.DataFrame) -> pd.DataFrame:
 def leave_one_out(interactions: pd.DataFrame, max_history: int) -> DatasetDict:
     """Build train / validation / test from chronologically sorted rows (see module docstring)."""
     if max_history < 1:
-        raise ValueError(f"max_history must be ≥ 1, got {max_history}.")
+        raise InputError(f"max_history must be ≥ 1, got {max_history}.")
     users, starts, lengths = _user_runs(interactions)
     long_enough = lengths >= MIN_SEQUENCE
     users, starts, lengths = users[long_enough], starts[long_enough], lengths[long_enough]
     if len(users) == 0:
-        raise ValueError(
+        raise InputError(
             f"No user has {MIN_SEQUENCE} or more interactions after filtering; nothing to split."
         )
     item_column = pa.array(interactions["item_id"].to_numpy(), type=pa.string())

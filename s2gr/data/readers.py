@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import InputError, MissingFileError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(InputError):
     """An input file is missing, empty, or not in the format it claims to be."""
 
 
@@ -146,7 +148,7 @@ def _generic_text(row: dict, text_columns: Sequence[str]) -> str:
 def _existing(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file. Check the path (--interactions/--items).")
+        raise MissingFileError(f"{path}: no such file. Check the path (--interactions/--items).")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty.")
     return path

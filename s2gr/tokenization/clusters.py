@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .kmeans import kmeans
 
 
@@ -19,7 +20,7 @@ def cluster_codes(
     """code_vectors (L, K, d) -> cluster_of_code (L, K) int64 in [0, Kc), centroids (L, Kc, d) float32."""
     levels, k, _ = code_vectors.shape
     if not 1 <= num_clusters <= k:
-        raise ValueError(f"num_clusters must be in [1, {k}], got {num_clusters}")
+        raise InputError(f"num_clusters must be in [1, {k}], got {num_clusters}")
     gen = torch.Generator().manual_seed(seed)
     assignment = np.zeros((levels, k), dtype=np.int64)
     centroids = []

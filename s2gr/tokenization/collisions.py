@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def dedup_codes(codes: np.ndarray) -> np.ndarray:
     """Disambiguation code (N,) int64 of code rows (N, L): rank by item index inside each group."""
@@ -43,7 +45,7 @@ def reassign_collisions(codes: np.ndarray, last_scores: np.ndarray) -> np.ndarra
     """
     movers = colliding_items(codes)
     if last_scores.shape[0] != len(movers):
-        raise ValueError(f"need scores for {len(movers)} colliding items, got {last_scores.shape[0]}")
+        raise InputError(f"need scores for {len(movers)} colliding items, got {last_scores.shape[0]}")
     codes = np.array(codes, dtype=np.int64, copy=True)
     keep = np.ones(len(codes), dtype=bool)
     keep[movers] = False

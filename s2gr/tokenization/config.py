@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..configuration_s2gr import num_clusters_for
+from ..errors import InputError
 
 QUANTIZERS = ("rqvae", "rkmeans")
 # TIGER's 256 codes per level on Amazon Beauty (12,101 items) leave about 47 items per first-level code.
@@ -31,7 +32,7 @@ def codebook_size_for(num_items: int) -> int:
     (``benchmarks/results/tuning-ml-100k/``).
     """
     if num_items < 1:
-        raise ValueError(f"num_items must be >= 1, got {num_items}")
+        raise InputError(f"num_items must be >= 1, got {num_items}")
     nearest = 2 ** round(math.log2(max(num_items / ITEMS_PER_FIRST_CODE, 1.0)))
     return int(min(MAX_CODEBOOK_SIZE, max(MIN_CODEBOOK_SIZE, nearest)))
 
@@ -125,9 +126,9 @@ class CodebookConfig:
         self._check_positive_ints()
         self._check_ranges()
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ValueError(f"num_threads must be None or a positive int, got {self.num_threads!r}")
+            raise InputError(f"num_threads must be None or a positive int, got {self.num_threads!r}")
         if self.quantizer not in QUANTIZERS:
-            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+            raise InputError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
 
     def _check_positive_ints(self) -> None:
         names = ("num_levels", "latent_dim", "graph_window", "epochs", "batch_size")
@@ -135,32 +136,32 @@ class CodebookConfig:
         for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise InputError(f"{name} must be a positive int, got {value!r}")
         for name in ("codebook_size", "num_clusters"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(
+                raise InputError(
                     f"{name} must be None (sized to the catalog) or a positive int, got {value!r}"
                 )
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
-            raise ValueError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
+            raise InputError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
         for name in ("num_hops", "warmup_epochs"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+                raise InputError(f"{name} must be an int >= 0, got {value!r}")
 
     def _check_ranges(self) -> None:
         if not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+            raise InputError(f"alpha must be in (0, 1], got {self.alpha}")
         if not 0.0 <= self.balance_decay < 1.0:
-            raise ValueError(f"balance_decay must be in [0, 1), got {self.balance_decay}")
+            raise InputError(f"balance_decay must be in [0, 1), got {self.balance_decay}")
         for name in ("balance_strength", "balance_cap", "uniformity_weight", "uniformity_threshold", "beta"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise InputError(f"lr must be > 0, got {self.lr}")
         if None not in (self.num_clusters, self.codebook_size) and self.num_clusters > self.codebook_size:
-            raise ValueError(
+            raise InputError(
                 f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})"
             )
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import InputError
+
 
 def _pairs_at_offset(items: np.ndarray, seq_ids: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) item pairs `offset` positions apart inside one sequence, self-pairs dropped."""
@@ -34,13 +36,13 @@ def _pairs_at_offset(items: np.ndarray, seq_ids: np.ndarray, offset: int) -> tup
 def cooccurrence_counts(train_sequences: list[np.ndarray], num_items: int, window: int) -> sp.csr_matrix:
     """Symmetric raw counts A (num_items, num_items), zero diagonal."""
     if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
+        raise InputError(f"window must be >= 1, got {window}")
     lengths = np.array([len(s) for s in train_sequences], dtype=np.int64)
     items = np.concatenate(
         [np.asarray(s, dtype=np.int64) for s in train_sequences] or [np.zeros(0, np.int64)]
     )
     if items.size and (items.min() < 0 or items.max() >= num_items):
-        raise ValueError(f"item indices must lie in [0, {num_items}), got [{items.min()}, {items.max()}]")
+        raise InputError(f"item indices must lie in [0, {num_items}), got [{items.min()}, {items.max()}]")
     # One flat array of all histories; seq_ids stop pairs from crossing a history boundary.
     seq_ids = np.repeat(np.arange(len(lengths)), lengths)
     pairs = [_pairs_at_offset(items, seq_ids, k) for k in range(1, window + 1) if k < items.size]
@@ -82,9 +84,9 @@ def propagation_weights(alpha: float, num_hops: int) -> np.ndarray:
 def propagate(x: np.ndarray, adj_norm: sp.spmatrix, alpha: float, num_hops: int) -> np.ndarray:
     """H_align = Σ_k β_k H_k with H_0 = X, H_k = (1 - a) Â H_{k-1} + a X. Returns (N, E) like x."""
     if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        raise InputError(f"alpha must be in (0, 1], got {alpha}")
     if adj_norm.shape != (x.shape[0], x.shape[0]):
-        raise ValueError(f"adjacency {adj_norm.shape} does not match {x.shape[0]} items")
+        raise InputError(f"adjacency {adj_norm.shape} does not match {x.shape[0]} items")
     betas = [float(b) for b in propagation_weights(alpha, num_hops)]  # Python floats keep x's dtype
     alpha = float(alpha)
     x = np.asarray(x)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
+
 CHUNK = 65536  # rows per distance block: 65536 x 256 float32 = 64 MiB
 
 
@@ -81,7 +83,7 @@ def kmeans(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster x (N, d) into k clusters. Returns centroids (k, d) and labels (N,)."""
     if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"kmeans needs a non-empty (N, d) matrix, got shape {tuple(x.shape)}")
+        raise InputError(f"kmeans needs a non-empty (N, d) matrix, got shape {tuple(x.shape)}")
     x = x.detach()
     centroids = kmeans_pp_init(x, k, generator)
     labels, dists = nearest(x, centroids)

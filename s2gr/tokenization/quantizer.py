@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .kmeans import CHUNK, nearest, sq_dists
 from .rqvae import mlp
 
@@ -42,7 +43,7 @@ class FrozenQuantizer:
         self.input_mean = input_mean.detach().float().clone()  # (E,)
         self.input_scale = float(input_scale)
         if self.offsets.shape != self.codebooks.shape[:2]:
-            raise ValueError(f"offsets {tuple(self.offsets.shape)} do not match codebooks")
+            raise InputError(f"offsets {tuple(self.offsets.shape)} do not match codebooks")
 
     @property
     def num_levels(self) -> int:
@@ -52,7 +53,7 @@ class FrozenQuantizer:
         """(M, E) raw features -> (M, E) standardised float32 tensor."""
         x = torch.as_tensor(np.asarray(x, dtype=np.float32))
         if x.ndim != 2 or x.shape[1] != self.input_mean.shape[0]:
-            raise ValueError(f"expected (M, {self.input_mean.shape[0]}) features, got {tuple(x.shape)}")
+            raise InputError(f"expected (M, {self.input_mean.shape[0]}) features, got {tuple(x.shape)}")
         return (x - self.input_mean) / self.input_scale
 
     @torch.no_grad()
@@ -83,7 +84,7 @@ class FrozenQuantizer:
         """
         features = embeddings if graph_features is None else graph_features
         if graph_features is not None and np.shape(graph_features) != np.shape(embeddings):
-            raise ValueError(
+            raise InputError(
                 f"graph_features {np.shape(graph_features)} != embeddings {np.shape(embeddings)}"
             )
         codes, _ = self.quantize_latent(self.encode(features))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InputError
 from .config import CodebookConfig
 from .kmeans import kmeans
 
@@ -18,7 +19,7 @@ from .kmeans import kmeans
 def pca_axes(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Top-`dim` principal axes (dim, E) of centred x (N, E), with a deterministic sign."""
     if dim > x.shape[1]:
-        raise ValueError(f"latent_dim {dim} exceeds the feature size {x.shape[1]} for rkmeans")
+        raise InputError(f"latent_dim {dim} exceeds the feature size {x.shape[1]} for rkmeans")
     cov = (x.double().T @ x.double()) / max(x.shape[0], 1)  # (E, E)
     _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
     axes = vectors[:, -dim:].flip(1).T  # (dim, E), largest variance first

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .balancing import repair_dead_codes
 from .clusters import cluster_codes
 from .collisions import colliding_items, dedup_codes, reassign_collisions
@@ -186,7 +187,7 @@ def _build(
     start = time.perf_counter()
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"embeddings must be a non-empty (N, E) array, got shape {x.shape}")
+        raise InputError(f"embeddings must be a non-empty (N, E) array, got shape {x.shape}")
     config = config.for_catalog(x.shape[0])
     features = aligned_features(x, train_sequences, config)
     quantizer, decode, info = fit_quantizer(features, config, progress)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import InputError, MissingFileError
 from ..tokenization import CodebookConfig
 
 
@@ -18,7 +19,7 @@ def apply_assignments(values: dict[str, Any], assignments: list[str]) -> dict[st
     for assignment in assignments:
         key, separator, raw = assignment.partition("=")
         if not separator or not key:
-            raise ValueError(f"expected KEY=VALUE, got {assignment!r}.")
+            raise InputError(f"expected KEY=VALUE, got {assignment!r}.")
         target = values
         *parents, leaf = key.split(".")
         for parent in parents:
@@ -112,43 +113,43 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.encoder_mode not in ("causal", "bidirectional"):
-            raise ValueError(f"encoder_mode must be 'causal' or 'bidirectional', got {self.encoder_mode!r}.")
+            raise InputError(f"encoder_mode must be 'causal' or 'bidirectional', got {self.encoder_mode!r}.")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(
+            raise InputError(
                 f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}."
             )
         if self.dataset is not None and self.interactions is not None:
-            raise ValueError(
+            raise InputError(
                 "Give either dataset or interactions, not both (set dataset: null for your own files)."
             )
         for name in ("batch_size", "segment_items", "num_beams", "eval_batch_size", "logging_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+                raise InputError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
         if self.recent_targets is not None and self.recent_targets < 1:
-            raise ValueError(
+            raise InputError(
                 f"recent_targets must be ≥ 1 (or null for every item), got {self.recent_targets}."
             )
         if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
-            raise ValueError(f"time_budget_minutes must be > 0 (or null), got {self.time_budget_minutes}.")
+            raise InputError(f"time_budget_minutes must be > 0 (or null), got {self.time_budget_minutes}.")
         if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("epochs must be > 0 (or set max_steps).")
+            raise InputError("epochs must be > 0 (or set max_steps).")
         self.codebook_config()  # validates the codebook fields early
 
     def codebook_config(self) -> CodebookConfig:
         known = {f.name for f in fields(CodebookConfig)}
         unknown = set(self.codebook) - known
         if unknown:
-            raise ValueError(f"Unknown codebook field(s) {sorted(unknown)}; known: {sorted(known)}.")
+            raise InputError(f"Unknown codebook field(s) {sorted(unknown)}; known: {sorted(known)}.")
         return CodebookConfig(**self.codebook)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> RunConfig:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file.")
+            raise MissingFileError(f"{path}: no such config file.")
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: a run config must be a YAML mapping of field: value.")
+            raise InputError(f"{path}: a run config must be a YAML mapping of field: value.")
         return cls.from_dict({**values, **overrides}, source=str(path))
 
     @classmethod
@@ -156,7 +157,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"{source}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}.")
+            raise InputError(f"{source}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}.")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

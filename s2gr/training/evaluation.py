@@ -8,6 +8,8 @@ from functools import lru_cache
 
 from datasets import DatasetDict
 
+from ..errors import InputError
+
 DEFAULT_CUTOFFS = (5, 10)
 
 
@@ -39,7 +41,7 @@ def seen_items(splits: DatasetDict, split: str) -> list[list[str]]:
     Validation users have seen their training items; test users also their validation target.
     """
     if split not in ("validation", "test"):
-        raise ValueError(f"split must be 'validation' or 'test', got {split!r}.")
+        raise InputError(f"split must be 'validation' or 'test', got {split!r}.")
     train = splits["train"]["item_ids"]
     if split == "validation":
         return [list(items) for items in train]
@@ -56,7 +58,7 @@ def user_sequence(splits: DatasetDict, user_id: str) -> list[str]:
     try:
         row = users.index(str(user_id))
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"unknown user id {user_id!r}: the data set has {len(users):,} users after filtering (ids such as "
             f"{', '.join(map(repr, users[:3]))}). Pass an id of the data set the model was trained on (same "
             "--dataset/--interactions, --kcore, --max-users), or give the items with --history ITEM [ITEM ...]."

@@ -88,6 +88,7 @@ from transformers import set_seed
 
 from ..data import RecData, embed_items
 from ..data.loading import build_recdata
+from ..errors import InputError, MissingFileError
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
 from ..tokenization import CodebookConfig, FrozenQuantizer, aligned_features
 from ..tokenization.stats import collision_stats, level_usage
@@ -116,7 +117,7 @@ def hold_out_items(data: RecData, fraction: float, seed: int = 0) -> tuple[RecDa
     """``data`` without a random ``fraction`` of its items and their interactions, and the removed item ids
     (in ``data``'s item order; see the module docstring for what else may go)."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must lie in (0, 1), got {fraction}.")
+        raise InputError(f"fraction must lie in (0, 1), got {fraction}.")
     items = data.item_ids
     count = max(1, round(fraction * len(items)))
     chosen = np.random.default_rng(seed).choice(len(items), size=count, replace=False)
@@ -165,7 +166,7 @@ def extend_catalog(
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(data.items):
-        raise ValueError(
+        raise InputError(
             f"embeddings must be (N, E) with N = {len(data.items)} items, got {embeddings.shape}."
         )
     known = set(tokenizer.item_ids)
@@ -175,7 +176,7 @@ def extend_catalog(
     new_ids = [data.item_ids[row] for row in rows]
     state = tokenizer.quantizer_state
     if state is None:
-        raise ValueError(
+        raise InputError(
             f"{len(new_ids)} new items need SIDs, but the base tokenizer stores no quantizer state to assign them "
             "(it was not built by build_semantic_ids); give their codes with tokenizer.add_items(ids, codes=...)."
         )
@@ -186,7 +187,7 @@ def extend_catalog(
     try:
         tokenizer.add_items(new_ids, codes=codes)  # (M, L) level codes; add_items picks the dedup codes
     except ValueError as error:
-        raise ValueError(
+        raise InputError(
             f"cannot add {len(new_ids)} new items without growing the vocabulary: {error}. Growing the dedup "
             f"level (D = {tokenizer.dedup_size}) would shift the thinking-token ids and the embedding rows the "
             "base model was trained with, so fine-tuning refuses it; train the base model on a catalog that "
@@ -221,7 +222,7 @@ def resolve_base(base_dir: str | Path) -> Path:
     """The model folder: ``base_dir`` itself, or its ``model/`` when given a training run's folder."""
     folder = Path(base_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder}: no such base model folder (give the model/ folder of a training run)."
         )
     if not (folder / "config.json").is_file() and (folder / MODEL_DIR / "config.json").is_file():
@@ -236,12 +237,12 @@ def load_base(base_dir: str | Path) -> tuple[S2GRForGenerativeRecommendation, S2
         model = S2GRForGenerativeRecommendation.from_pretrained(folder)
         tokenizer = S2GRTokenizer.from_pretrained(folder)
     except Exception as error:  # OSError, JSON/safetensors errors, shape mismatches: all mean "not a base"
-        raise ValueError(
+        raise InputError(
             f"{folder} is not a loadable S2GR model folder ({type(error).__name__}: {error}). Give the model/ "
             "folder written by `s2gr train` (config.json, model.safetensors and the tokenizer files)."
         ) from error
     if model.config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(
+        raise InputError(
             f"{folder}: the model has {model.config.vocab_size} token embeddings but the tokenizer's vocabulary "
             f"has {tokenizer.vocab_size} tokens; the folder mixes two checkpoints."
         )
@@ -257,7 +258,7 @@ def lora_model(
     """LoRA on the ``targets`` linear layers (default the attention projections), plus the code-token rows
     ``token_ids`` of ``shared`` (tied to the encoder's embedding and the code heads; see the module docstring)."""
     if rank < 1:
-        raise ValueError(f"LoRA rank must be ≥ 1, got {rank}.")
+        raise InputError(f"LoRA rank must be ≥ 1, got {rank}.")
     config = LoraConfig(
         r=rank,
         lora_alpha=2 * rank,

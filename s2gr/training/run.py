@@ -29,6 +29,7 @@ from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from ..catalog import CODE_USAGE_PLOT, build_catalog
 from ..configuration_s2gr import S2GRConfig
 from ..data import Columns, RecData, load_data
+from ..errors import InputError
 from ..hub_cards import build_model_card
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
 from ..tokenization import plot_code_usage
@@ -83,7 +84,7 @@ def new_model(tokenizer: S2GRTokenizer, config: RunConfig) -> S2GRForGenerativeR
     known = {f.name for f in fields(S2GRConfig)}
     unknown = set(config.model) - known
     if unknown:
-        raise ValueError(f"Unknown model field(s) {sorted(unknown)}; see S2GRConfig.")
+        raise InputError(f"Unknown model field(s) {sorted(unknown)}; see S2GRConfig.")
     model_config = S2GRConfig(
         num_levels=tokenizer.num_levels,
         codebook_size=tokenizer.codebook_size,
@@ -126,7 +127,7 @@ def trains_in_bf16(mixed_precision: str) -> bool:
     if mixed_precision == "auto":
         return cuda and native
     if cuda and not native:
-        raise ValueError(
+        raise InputError(
             "mixed_precision='bf16', but this GPU has no bf16 (it needs Ampere or newer): use 'no'."
         )
     if not native:

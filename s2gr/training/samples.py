@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datasets import Dataset, DatasetDict
 
+from ..errors import InputError
 from .evaluation import seen_items
 
 
@@ -40,7 +41,7 @@ def training_split(splits: DatasetDict, refit: bool = False) -> Dataset:
 
 def check_recent_targets(recent_targets: int | None) -> None:
     if recent_targets is not None and recent_targets < 1:
-        raise ValueError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
+        raise InputError(f"recent_targets must be ≥ 1 (or None for every item), got {recent_targets}.")
 
 
 def first_target(length: int, recent_targets: int | None) -> int:
@@ -65,7 +66,7 @@ def segment_sequences(
     """
     if segment_items < 1 or context_items < 1:
         # A target needs at least one history item inside its row.
-        raise ValueError(
+        raise InputError(
             f"segment_items and context_items must be ≥ 1, got {segment_items}, {context_items}."
         )
     check_recent_targets(recent_targets)
@@ -89,7 +90,7 @@ def sliding_window_samples(
     """Rows ``history`` (≤ ``max_history`` items, oldest first), ``target`` and ``length`` (items in the
     history): one per training target."""
     if max_history < 1:
-        raise ValueError(f"max_history must be ≥ 1, got {max_history}.")
+        raise InputError(f"max_history must be ≥ 1, got {max_history}.")
     check_recent_targets(recent_targets)
 
     def expand(batch: dict) -> dict:

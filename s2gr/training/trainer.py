@@ -26,6 +26,7 @@ import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..errors import InputError
 from .recommend import evaluate_split
 
 LOSS_TERMS = ("rec_loss", "align_loss", "infonce_loss", "reg_loss")
@@ -122,7 +123,7 @@ class S2GRTrainer(Trainer):
         ``recommend_seen`` is used only for the trainer's own ``eval_dataset``."""
         rows = eval_dataset if eval_dataset is not None else self.eval_dataset
         if rows is None:
-            raise ValueError("S2GRTrainer.evaluate needs eval_dataset (the validation split).")
+            raise InputError("S2GRTrainer.evaluate needs eval_dataset (the validation split).")
         model = self.accelerator.unwrap_model(self.model)
         metrics = evaluate_split(
             model,
@@ -148,7 +149,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def __init__(self, minutes: float, clock: Callable[[], float] = time.perf_counter) -> None:
         if minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {minutes}.")
+            raise InputError(f"minutes must be > 0, got {minutes}.")
         self.seconds = minutes * 60
         self.clock = clock
         self.started = clock()
