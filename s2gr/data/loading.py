@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from datasets import Dataset, DatasetDict
 
 from ..errors import InputError
 from .assets import fetch_asset
-from .preprocess import LogStats, chronological, kcore_filter, leave_one_out
+from .preprocess import LogStats, chronological, drop_repeats, kcore_filter, leave_one_out
 from .readers import Columns, read_interactions_file, read_recbole
 
 # Named data sets: asset folder and the RecBole atomic files inside it.
@@ -95,8 +96,19 @@ def load_data(
 def build_recdata(
     name: str, raw: pd.DataFrame, metadata: pd.DataFrame | None, *, kcore: int = 5, max_history: int = 20
 ) -> RecData:
-    """Filter, order and split canonical tables (see ``s2gr.data.preprocess``)."""
-    filtered = chronological(kcore_filter(raw, kcore))
+    """Order, de-duplicate, filter and split canonical tables (see ``s2gr.data.preprocess``).
+
+    Removed duplicates and repeats are counted on stderr; ``raw_stats`` describe the log as read."""
+    deduplicated, exact, repeats = drop_repeats(raw)
+    if exact or repeats:
+        print(
+            f"[s2gr] {name}: removed {exact:,} duplicate event(s) (same user, item and timestamp) and "
+            f"{repeats:,} repeated (user, item) pair(s) at a later time (only a user's first interaction "
+            "with an item is kept).",
+            file=sys.stderr,
+        )
+    # Users are numbered by first appearance: ordering after the filter keeps that numbering stable.
+    filtered = chronological(kcore_filter(deduplicated, kcore))
     if filtered.empty:
         raise InputError(f"{name}: nothing is left after the {kcore}-core filter; lower --kcore.")
     splits = leave_one_out(filtered, max_history)

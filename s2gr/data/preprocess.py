@@ -2,13 +2,23 @@
 
 Steps, all vectorised with NumPy so they scale to logs far larger than MovieLens-1M:
 
-1. **Iterative k-core**: drop users and items with fewer than ``k`` interactions, repeat until
-   stable. The result is the largest subgraph in which every user and item has ≥ k rows.
-2. **Chronological order with a deterministic tie-break**: each user's rows are sorted by
+1. **Duplicates and repeats** (``drop_repeats``), before any counting: an exact duplicate event
+   (same user, item and timestamp, e.g. a log concatenated twice) is removed. A repeated
+   ``(user, item)`` pair at a later time is removed too: **each user keeps only the first
+   (earliest) interaction with an item**. This is the usual setting of sequential recommendation
+   benchmarks, and the one consistent with the evaluation: ``s2gr.training.evaluation.seen_items``
+   excludes everything a user interacted with before the target from the ranking, so a re-consumed
+   item as target could never be hit; with first occurrences only, no validation or test target is
+   ever among the user's earlier items. Re-consumption signal is lost, by design. Both counts are
+   printed (``[s2gr] ...`` on stderr) by ``s2gr.data.loading.build_recdata``.
+2. **Iterative k-core**: drop users and items with fewer than ``k`` interactions, repeat until
+   stable. The result is the largest subgraph in which every user and item has ≥ k rows (after
+   step 1, so copies never count twice).
+3. **Chronological order with a deterministic tie-break**: each user's rows are sorted by
    ``(timestamp, position in the source file)``. About half of MovieLens rows share their
    timestamp with an earlier row of the same user; keeping file order among equals (a stable
    sort) makes every run and every machine give the same sequences.
-3. **Leave-one-out split**: a user's last item is the test target, the second-last the
+4. **Leave-one-out split**: a user's last item is the test target, the second-last the
    validation target, the rest is training. Validation and test rows carry the at most
    ``max_history`` items before their target, oldest first. Users need ≥ 3 items; with
    ``kcore ≥ 3`` all have them, otherwise shorter users are dropped (and counted).
@@ -76,6 +86,22 @@ def chronological(interactions: pd.DataFrame) -> pd.DataFrame:
         )
     )
     return interactions.iloc[order].reset_index(drop=True)
+
+
+def drop_repeats(interactions: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Keep each ``(user, item)`` pair's earliest row (equal timestamps: the first in the file; see the module
+    docstring). Returns the kept rows in their input order and the numbers of exact duplicates (same
+    timestamp too) and of later repeats removed."""
+    earliest_first = np.lexsort((np.arange(len(interactions)), interactions["timestamp"].to_numpy()))
+    repeated = np.empty(len(interactions), dtype=bool)
+    repeated[earliest_first] = (
+        interactions.iloc[earliest_first].duplicated(["user_id", "item_id"], keep="first").to_numpy()
+    )
+    if not repeated.any():
+        return interactions, 0, 0
+    exact = int(interactions.duplicated(["user_id", "item_id", "timestamp"], keep="first").sum())
+    kept = interactions[~repeated].reset_index(drop=True)
+    return kept, exact, int(repeated.sum()) - exact
 
 
 def leave_one_out(interactions: pd.DataFrame, max_history: int) -> DatasetDict:

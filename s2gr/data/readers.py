@@ -4,6 +4,9 @@ Every reader returns ``(interactions, items)`` as pandas DataFrames:
 
 - ``interactions``: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (float64), one row per
   interaction, in source-file order (that order is the tie-break for equal timestamps);
+  timestamps are numbers as given (e.g. Unix seconds) or date-times (ISO 8601 strings such as
+  ``2024-03-01T12:00:00`` or ``2024-03-01 12:00:00+01:00``, or a datetime64 Parquet column) turned
+  into Unix seconds (UTC; a time without an offset is taken as UTC);
 - ``items``: ``item_id`` (str), ``text`` (str, what the text encoder reads) and any metadata
   columns, or ``None`` when no metadata file was given (the item id then serves as text).
 
@@ -11,17 +14,28 @@ Supported sources: RecBole atomic files (``.inter`` + ``.item``), a generic inte
 (CSV, TSV, Parquet, JSON Lines, column names configurable) plus an optional item metadata file,
 and Amazon Reviews 2014/2018 (``reviews_<Cat>_5.json.gz`` + ``meta_<Cat>.json.gz``, meta lines
 may be Python dict reprs) and 2023 (JSON Lines with ``parent_asin``).
+
+A delimited text file (``.csv``, ``.tsv``/``.tab``, ``.txt``, optionally ``.gz``) is split on its
+extension's delimiter (comma; tab for the others) unless its header line lacks that character: then
+the delimiter is detected on the header line (``csv.Sniffer``, one of ``, ; TAB |``), so a
+semicolon-separated ``.csv`` reads right.
+
+Rows whose user id, item id or timestamp is missing (null, NaN, empty or only spaces) are an error,
+a ``DataFormatError`` naming the column, the count and the first rows (and their line numbers in a
+text file): a blank id would otherwise become a real user or item ``""``.
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import gzip
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import InputError, MissingFileError
@@ -57,6 +71,7 @@ def read_interactions_file(
         raise DataFormatError(
             f"{path}: missing column(s) {missing}; found {list(frame.columns)}. Name the columns with "
             "--user-col/--item-col/--time-col (or Columns(user=..., item=..., timestamp=...))."
+            + _delimiter_hint(frame)
         )
     interactions = _canonical(frame, columns.user, columns.item, columns.timestamp, path)
     items = None
@@ -161,10 +176,9 @@ def _read_table(path: Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         elif name.endswith((".jsonl", ".json")):
             frame = pd.DataFrame.from_records(list(_json_records(path)))
-        elif name.endswith((".tsv", ".tab", ".txt")):
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-        elif name.endswith(".csv"):
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif name.endswith((".tsv", ".tab", ".txt", ".csv")):
+            default = "," if name.endswith(".csv") else "\t"
+            frame = pd.read_csv(path, sep=_delimiter(path, default), dtype=str, keep_default_na=False)
         else:
             raise DataFormatError(
                 f"{path}: unknown format; use .csv, .tsv, .parquet, .jsonl/.json(.gz) or RecBole .inter/.item."
@@ -218,21 +232,136 @@ def _is_amazon(path: Path) -> bool:
     return "reviewerID" in first or "parent_asin" in first or ("asin" in first and "rating" in first)
 
 
-def _canonical(frame: pd.DataFrame, user: str, item: str, timestamp: str, path: Path) -> pd.DataFrame:
-    stamps = pd.to_numeric(frame[timestamp], errors="coerce")
-    bad = stamps.isna()
-    if bad.any():
-        position = int(bad.to_numpy().argmax())
+def _open_text(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    return opener(path, "rt", encoding="utf-8", errors="replace")
+
+
+def _delimiter(path: Path, default: str) -> str:
+    """The extension's delimiter, unless the header line lacks it and ``csv.Sniffer`` sees another."""
+    with _open_text(path) as handle:
+        header = handle.readline()
+    if default in header:
+        return default
+    try:
+        return csv.Sniffer().sniff(header, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return default
+
+
+DELIMITERS = ",;\t|"
+
+
+def _delimiter_hint(frame: pd.DataFrame) -> str:
+    """For a header read as one column that holds another delimiter: say which, and what to do."""
+    if len(frame.columns) != 1:
+        return ""
+    seen = [mark for mark in DELIMITERS if mark in str(frame.columns[0])]
+    if not seen:
+        return ""
+    return (
+        f" The header looks {seen[0]!r}-separated: save the file comma-separated as .csv, or "
+        "tab-separated with a .tsv extension."
+    )
+
+
+def _line_numbers(path: Path, rows: int) -> np.ndarray | None:
+    """1-based file line of each row of a text file, or None when that is not clear (Parquet, a JSON
+    array, a CSV field spanning lines). Only called to explain an error, so the second read is free."""
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return None
+    header = 0 if name.endswith((".json", ".jsonl")) else 1
+    try:
+        with _open_text(path) as handle:
+            if handle.read(1) == "[":
+                return None
+            handle.seek(0)
+            lines = [number for number, line in enumerate(handle, start=1) if line.strip()]
+    except OSError:
+        return None
+    if len(lines) != rows + header:
+        return None
+    return np.asarray(lines[header:], dtype=np.int64)
+
+
+def _where(path: Path, rows: int, positions: np.ndarray, shown: int = 5) -> str:
+    """``rows 2, 7 (lines 3, 8 of the file)``: 1-based data rows (header not counted), the first ``shown``."""
+    first, more = positions[:shown], (", …" if len(positions) > shown else "")
+    plural = "s" if len(positions) > 1 else ""
+    text = f"row{plural} {', '.join(map(str, first + 1))}{more}"
+    lines = _line_numbers(path, rows)
+    if lines is not None:
+        text += f" (line{plural} {', '.join(map(str, lines[first]))}{more} of the file)"
+    return text
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """True where a cell is null/NaN or a string that is empty or only whitespace."""
+    missing = values.isna().to_numpy(dtype=bool).copy()
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        try:
+            stripped = values.str.strip()  # NaN for a non-string cell of an object column
+        except AttributeError:  # an object column without strings (e.g. all integers)
+            return missing
+        missing |= stripped.eq("").fillna(False).to_numpy(dtype=bool)
+    return missing
+
+
+def _check_missing(frame: pd.DataFrame, roles: dict[str, str], path: Path) -> None:
+    problems = []
+    for column, role in roles.items():
+        positions = np.flatnonzero(_missing(frame[column]))
+        if len(positions):
+            where = _where(path, len(frame), positions)
+            count = f"{len(positions):,} row{'s' if len(positions) > 1 else ''}"
+            problems.append(f"no {role} in column {column!r} on {count}: {where}")
+    if problems:
         raise DataFormatError(
-            f"{path}: timestamp column {timestamp!r} holds a non-numeric value "
-            f"{frame[timestamp].iloc[position]!r} (row {position + 1}); timestamps must be numbers "
-            "(e.g. Unix seconds). Convert them before loading."
+            f"{path}: " + "; ".join(problems) + ". Drop those rows or fill in the missing values, then load "
+            "the file again (a blank id would become a real user or item, a blank time cannot be ordered)."
         )
+
+
+def _timestamps(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    """Numbers as given, or date-times (ISO 8601 text, datetime64) as Unix seconds (UTC), as float64."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _unix_seconds(pd.to_datetime(values, utc=True))
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64").to_numpy()
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not numbers.isna().any():
+        return numbers.astype("float64").to_numpy()
+    try:
+        dates = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+    except (TypeError, ValueError):
+        dates = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if not dates.isna().any():
+        return _unix_seconds(dates)
+    bad = (numbers.isna() if numbers.notna().sum() >= dates.notna().sum() else dates.isna()).to_numpy()
+    position = int(bad.argmax())
+    lines = _line_numbers(path, len(values))
+    where = f" (line {lines[position]} of the file)" if lines is not None else ""
+    raise DataFormatError(
+        f"{path}: timestamp column {column!r} holds a non-numeric value {values.iloc[position]!r} "
+        f"(row {position + 1}) that is not an ISO 8601 date-time either{where}. Timestamps must be numbers "
+        "(e.g. Unix seconds) or ISO 8601 date-times such as '2024-03-01T12:00:00' or "
+        "'2024-03-01 12:00:00+01:00'; fix or drop that row."
+    )
+
+
+def _unix_seconds(dates: pd.Series) -> np.ndarray:
+    return ((dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).astype("float64").to_numpy()
+
+
+def _canonical(frame: pd.DataFrame, user: str, item: str, timestamp: str, path: Path) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    _check_missing(frame, {user: "user id", item: "item id", timestamp: "timestamp"}, path)
     return pd.DataFrame(
         {
             "user_id": frame[user].astype(str).to_numpy(),
             "item_id": frame[item].astype(str).to_numpy(),
-            "timestamp": stamps.astype("float64").to_numpy(),
+            "timestamp": _timestamps(frame[timestamp], timestamp, path),
         }
     )
 
