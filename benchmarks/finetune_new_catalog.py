@@ -229,7 +229,7 @@ def base_model_dir(config: RunConfig, data: RecData, embeddings: np.ndarray, reu
     if reuse and (existing / "config.json").is_file():
         print(f"reusing the base model in {existing}")
         return existing
-    return train_run(config, data=data, embeddings=embeddings).model_dir
+    return train_run(config, data=data, embeddings=embeddings, overwrite=True).model_dir
 
 
 def main() -> None:

@@ -123,7 +123,8 @@ def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -
     from s2gr.training.run import train_run
 
     config = run_config(method, seed, base, folder)
-    result = train_run(config)
+    # A run without result.json was cut short: the benchmark owns its folders and starts it again.
+    result = train_run(config, overwrite=True)
     for checkpoint in folder.glob("checkpoint-*"):  # the best model is saved in model/
         shutil.rmtree(checkpoint)
     evals = [entry for entry in result.log_history if "eval_ndcg@10" in entry]

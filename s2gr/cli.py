@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields as dataclass_fields
@@ -20,7 +22,7 @@ from .hub import push_checkpoint
 from .modeling_s2gr import S2GRForGenerativeRecommendation
 from .tokenization import CodebookConfig
 from .tokenization_s2gr import S2GRTokenizer
-from .training.config import RunConfig, apply_assignments
+from .training.config import RunConfig, apply_assignments, settings_help
 from .training.evaluation import user_sequence
 from .training.presets import DEMO
 from .training.run import load_run_data, split_metrics, train_run
@@ -120,7 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     config = run_config_from_args(args, base=DEMO)
     data = load_run_data(config)
     print(format_data_stats(data), flush=True)
-    result = train_run(config)
+    # Rerunning the demo replaces the earlier demo in its own folder; any other folder follows `train`'s rules.
+    result = train_run(config, data=data, overwrite=config.output_dir == DEMO["output_dir"])
     summary = json.loads((result.output_dir / "run.json").read_text())
     print(format_codebook_summary(summary["codebook"]))
     print(format_results(result.metrics))
@@ -213,7 +216,10 @@ def cmd_build_codebook(args: argparse.Namespace) -> None:
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Run config: a YAML file, then explicit flags, then ``--set key=value`` (dotted keys for nested fields)."""
+    """Run config: a YAML file, then explicit flags, then ``--set key=value`` (dotted keys for nested fields).
+    The help lists every setting (``settings_help``)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = settings_help()
     parser.add_argument("--config", help="YAML file of RunConfig fields (see s2gr.training.RunConfig)")
     parser.add_argument(
         "--dataset", choices=sorted(DATASETS), help=f"named data set (default {DEFAULT_DATASET})"
@@ -234,8 +240,46 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any RunConfig field, e.g. model.d_model=64",
+        help="any setting listed below, e.g. lr=5e-4 or model.d_model=64 (repeat for several)",
     )
+
+
+# The data errors name the flags of the commands that take add_data_args (data stats, evaluate, ...); the run
+# commands (train, demo, finetune) set the same things with --set.
+RUN_SETTING_OF_DATA_FLAG = {
+    "--user-col": "columns.user=NAME",
+    "--item-col": "columns.item=NAME",
+    "--time-col": "columns.timestamp=NAME",
+    "--item-key-col": "columns.item_key=NAME",
+    "--text-cols": "columns.text=[NAME,...]",
+    "--kcore": "kcore=N",
+    "--max-history": "max_history=N",
+    "--max-users": "max_users=N",
+    "--cache-dir": "cache_dir=DIR",
+}
+DATA_FLAG = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, RUN_SETTING_OF_DATA_FLAG)) + r")(?![\w-])")
+
+
+def name_run_settings(message: str) -> str:
+    """``message`` with each data flag (``--kcore``) replaced by the run commands' ``--set kcore=N``."""
+    return DATA_FLAG.sub(lambda flag: f"--set {RUN_SETTING_OF_DATA_FLAG[flag[0]]}", message)
+
+
+def with_run_setting_hints(
+    handler: Callable[[argparse.Namespace], None],
+) -> Callable[[argparse.Namespace], None]:
+    """``handler`` of a run command, whose errors name ``--set`` settings instead of data flags it lacks."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> None:
+        try:
+            handler(args)
+        except S2GRError as error:
+            if len(error.args) == 1 and isinstance(error.args[0], str):
+                error.args = (name_run_settings(error.args[0]),)
+            raise
+
+    return run
 
 
 def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> RunConfig:
@@ -256,7 +300,7 @@ def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> 
 
 def cmd_train(args: argparse.Namespace) -> None:
     config = run_config_from_args(args)
-    result = train_run(config, resume=args.resume)
+    result = train_run(config, resume=args.resume, overwrite=args.overwrite)
     if not result.is_main_process:  # under `accelerate launch` the main process reports for all
         return
     print(format_results(result.metrics))
@@ -292,6 +336,8 @@ def load_checkpoint(
     try:
         model = S2GRForGenerativeRecommendation.from_pretrained(path)
         tokenizer = S2GRTokenizer.from_pretrained(path)
+    except S2GRError:  # e.g. a weights file cut short: its message names the file
+        raise
     except OSError as error:  # e.g. weights or tokenizer files missing: not a complete S2GR checkpoint
         raise InputError(f"could not load an S2GR model and tokenizer from {folder}: {error}") from error
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -435,11 +481,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --output-dir"
     )
-    train.set_defaults(handler=cmd_train)
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --output-dir and start afresh (without it such a folder is refused)",
+    )
+    train.set_defaults(handler=with_run_setting_hints(cmd_train))
 
     demo = commands.add_parser("demo", help="the main job on the default data set (what `make demo` runs)")
     add_run_args(demo)
-    demo.set_defaults(handler=cmd_demo)
+    demo.set_defaults(handler=with_run_setting_hints(cmd_demo))
 
     add_evaluate_parser(commands)
     add_recommend_parser(commands)

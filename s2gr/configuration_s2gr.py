@@ -1,6 +1,7 @@
 """Configuration of the S2GR model (stepwise semantic-guided latent reasoning for generative recommendation).
 
-Self-contained (imports only `transformers`) so that `register_for_auto_class` can copy it next to a checkpoint.
+Self-contained (imports only `transformers` and `.errors`) so that `register_for_auto_class` copies it, and
+its import, next to a checkpoint.
 
 Token-id layout shared with `S2GRTokenizer` (see ARCHITECTURE.md), with `L = num_levels`,
 `K = codebook_size`, `D = dedup_size`, `T = num_thinking`:
@@ -237,7 +238,9 @@ class S2GRConfig(PreTrainedConfig):
         return NUM_SPECIAL_TOKENS + self.num_levels * self.codebook_size + self.dedup_size + step
 
 
-AutoConfig.register("s2gr", S2GRConfig, exist_ok=True)
-S2GRConfig.register_for_auto_class()
+S2GRConfig.register_for_auto_class()  # save_pretrained copies this file and names it in auto_map
+if __package__ == "s2gr":  # only the installed package registers "s2gr" for every folder; a copy loaded as
+    # remote code must not, or later folders would run this folder's code without trust_remote_code
+    AutoConfig.register("s2gr", S2GRConfig, exist_ok=True)
 
 __all__ = ["S2GRConfig", "num_clusters_for"]

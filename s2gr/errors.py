@@ -20,9 +20,19 @@ class MissingFileError(S2GRError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
 
-class CorruptFileError(S2GRError, OSError):
-    """A file exists but cannot be read (cut short, or not the format its name says)."""
+class CorruptFileError(S2GRError):
+    """A file exists but cannot be read (cut short, or not the format its name says). Not an `OSError`:
+    `transformers` replaces those raised while a tokenizer loads with a message that names no file."""
 
 
 class RunFolderError(S2GRError, FileExistsError):
     """A run folder holds another run (or no run to resume): the message says how to proceed."""
+
+
+def corrupt_file(path: object, error: Exception) -> CorruptFileError:
+    """The error for a file that exists but cannot be read, e.g. a `.safetensors` cut short."""
+    return CorruptFileError(
+        f"{path} is incomplete or corrupt ({error}). It was probably cut short while being copied or "
+        "downloaded: copy it again from the original folder, download it again (`hf download REPO "
+        "--local-dir DIR`), or write it again with save_pretrained."
+    )

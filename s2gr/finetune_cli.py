@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from .cli import add_run_args, format_results, run_config_from_args
+from .cli import add_run_args, format_results, run_config_from_args, with_run_setting_hints
 from .training.config import RunConfig
 from .training.finetune import DEFAULT_LORA_RANK, finetune_run
 
@@ -35,7 +35,12 @@ def add_finetune_command(commands: Any) -> None:
     parser.add_argument(
         "--lora-rank", type=int, default=DEFAULT_LORA_RANK, help=f"LoRA rank (default {DEFAULT_LORA_RANK})"
     )
-    parser.set_defaults(handler=cmd_finetune)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --output-dir and start afresh (without it such a folder is refused)",
+    )
+    parser.set_defaults(handler=with_run_setting_hints(cmd_finetune))
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
@@ -43,7 +48,9 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     if args.output_dir is None and config.output_dir == RunConfig.output_dir:
         # Not the training default: a fine-tuning run must not overwrite the base run's folder.
         config = dataclasses.replace(config, output_dir=DEFAULT_OUTPUT_DIR)
-    result = finetune_run(args.base, config, lora=args.lora, lora_rank=args.lora_rank)
+    result = finetune_run(
+        args.base, config, lora=args.lora, lora_rank=args.lora_rank, overwrite=args.overwrite
+    )
     if not result.is_main_process:  # under `accelerate launch` the main process reports for all
         return
     print(format_results(result.metrics))

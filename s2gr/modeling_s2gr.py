@@ -1,6 +1,6 @@
 """S2GR: a T5-style encoder-decoder for generative recommendation with stepwise latent reasoning.
 
-Self-contained (imports only torch, transformers and `.configuration_s2gr`) so that `register_for_auto_class`
+Self-contained (imports only torch, transformers and its sibling modules) so that `register_for_auto_class`
 can copy it next to a checkpoint and `AutoModel.from_pretrained(..., trust_remote_code=True)` loads it without
 the `s2gr` package.
 
@@ -73,8 +73,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
@@ -84,7 +86,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_s2gr import S2GRConfig
-from .errors import InputError
+from .errors import InputError, corrupt_file
 
 KVPair = tuple[torch.Tensor, torch.Tensor]
 # Maps per-position projections (B, S, X) to the key sets attention reads (M, S', X): chunk windows, kept rows.
@@ -483,9 +485,15 @@ def _fully_excluded_nodes(trie: _DecodingTrie, exclude_items: torch.Tensor) -> l
     return dead
 
 
+def _item_key(item: Any) -> Any:
+    """Catalog ids are strings; an integer id (`50` for MovieLens' "50") means its decimal string."""
+    is_integer = isinstance(item, int | np.integer) and not isinstance(item, bool)
+    return str(item) if is_integer else item
+
+
 def _item_index_matrix(rows: Sequence[Sequence[str]], index: dict[str, int]) -> torch.Tensor:
     """Item ids per user -> (B, H) item indices padded with -1; ids missing from `index` are dropped."""
-    indices = [[index[item] for item in row if item in index] for row in rows]
+    indices = [[index[key] for key in map(_item_key, row) if key in index] for row in rows]
     matrix = torch.full((len(indices), max([1, *map(len, indices)])), -1, dtype=torch.long)
     for position, row in enumerate(indices):
         matrix[position, : len(row)] = torch.tensor(row, dtype=torch.long)
@@ -606,6 +614,16 @@ class S2GRPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _no_split_modules: ClassVar[list[str]] = ["S2GREncoderBlock", "S2GRDecoderBlock"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`; a weights file cut short names itself and how to get a good copy."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise corrupt_file(
+                f"the weights (model*.safetensors) in {pretrained_model_name_or_path}", error
+            ) from None
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -1158,13 +1176,16 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         batch_size: int = 256,
         progress: bool = False,
         return_scores: bool = False,
+        on_unknown: str = "error",
     ) -> list[list[str]] | list[list[tuple[str, float]]]:
         """Top-k item ids (best first) for each history of item ids, by constrained beam search.
 
         tokenizer: the checkpoint's `S2GRTokenizer` (any object with its `encode_histories`, `prefix_tables`,
             `item_ids` and sizes); it must match the model's vocabulary, else `ValueError`.
-        histories: item ids per user, oldest first (the last `config.context_items` are used); an item outside
-            the tokenizer's catalog raises its `UnknownItemError`.
+        histories: item ids per user, oldest first (the last `config.context_items` are used). Ids are strings
+            (an integer means its decimal string).
+        on_unknown: an item outside the catalog raises the tokenizer's `UnknownItemError` ("error") or is
+            dropped from its history ("skip"; a history left empty still raises).
         exclude: item ids never returned to user i (e.g. everything the user has seen); ids outside the
             catalog are ignored, as they can never be recommended anyway.
         return_scores: give `(item_id, score)` pairs, score = the beam's log-probability (see `recommend`).
@@ -1186,9 +1207,10 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
             ):
                 stop = start + batch_size
                 batch = tokenizer.encode_histories(
-                    list(histories[start:stop]),
+                    [list(map(_item_key, history)) for history in histories[start:stop]],
                     max_history_items=self.config.context_items,
                     return_tensors="pt",
+                    on_unknown=on_unknown,
                 )
                 excluded = None if exclude is None else _item_index_matrix(exclude[start:stop], index)
                 result = self.recommend(
@@ -1263,7 +1285,9 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         if exclude_items is not None:
             exclude_items = torch.as_tensor(exclude_items, dtype=torch.long, device=device).view(batch, -1)
             dead_nodes = _fully_excluded_nodes(trie, exclude_items)
-        width = max(num_beams, top_k)
+        # More than the catalog is the whole catalog, once: neither slots nor beams beyond N.
+        top_k = min(top_k, len(trie.items))
+        width = min(max(num_beams, top_k), len(trie.items))
         memory = self.decoder.project_memory(states, bias)  # once per user, shared by all its beams
         h, past = self.decoder(self._bos(batch), memory, None)
         last = h[:, -1]  # (B*W, d) output at the last fed position
@@ -1333,9 +1357,10 @@ class S2GRForGenerativeRecommendation(S2GRPreTrainedModel, GenerationMixin):
         )
 
 
-AutoModel.register(S2GRConfig, S2GRForGenerativeRecommendation, exist_ok=True)
-AutoModelForSeq2SeqLM.register(S2GRConfig, S2GRForGenerativeRecommendation, exist_ok=True)
 S2GRForGenerativeRecommendation.register_for_auto_class("AutoModel")
+if __package__ == "s2gr":  # the installed package only (see configuration_s2gr)
+    AutoModel.register(S2GRConfig, S2GRForGenerativeRecommendation, exist_ok=True)
+    AutoModelForSeq2SeqLM.register(S2GRConfig, S2GRForGenerativeRecommendation, exist_ok=True)
 
 __all__ = [
     "S2GRForGenerativeRecommendation",

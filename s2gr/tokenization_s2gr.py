@@ -28,12 +28,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import BatchEncoding, PreTrainedTokenizer
 from transformers.utils import PaddingStrategy
 
-from .errors import InputError, S2GRError
+from .errors import InputError, S2GRError, corrupt_file
 
 VOCAB_FILES = {
     "vocab_file": "vocab.json",
@@ -364,9 +364,12 @@ class S2GRTokenizer(PreTrainedTokenizer):
             )
         with open(items_file, encoding="utf-8") as handle:
             item_ids = json.load(handle)
-        with safe_open(arrays_file, framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(arrays_file)
+        try:
+            with safe_open(arrays_file, framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(arrays_file)
+        except SafetensorError as error:
+            raise corrupt_file(arrays_file, error) from None
         arrays = {name: tensor.numpy() for name, tensor in tensors.items() if "." not in name}
         return (
             item_ids,
@@ -715,7 +718,13 @@ class S2GRTokenizer(PreTrainedTokenizer):
         index = self._item_index
         out = []
         for item in row:
-            i = index.get(item) if isinstance(item, str) else None
+            if isinstance(item, int | np.integer) and not isinstance(item, bool):
+                item = str(item)  # ids are strings; an integer id means its decimal string
+            elif not isinstance(item, str):
+                raise UnknownItemError(
+                    f"item ids are strings, got {type(item).__name__} {item!r} in {where}: pass str(id)"
+                )
+            i = index.get(item)
             if i is not None:
                 out.append(i)
             elif on_unknown == "error":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 
+from s2gr.configuration_s2gr import S2GRConfig
 from s2gr.data import load_data
 from s2gr.data.assets import fetch_asset
 from s2gr.data.preprocess import chronological
 from s2gr.metrics.recommendation.recommendation import per_user_scores
+from s2gr.training.config import RunConfig
 from s2gr.training.evaluation import most_popular, ranking_metrics
-from s2gr.training.run import native_bf16
+from s2gr.training.run import context_items, native_bf16
 from s2gr.training.samples import sliding_window_samples
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -327,11 +330,20 @@ def test_every_method_reads_the_data_settings_of_set() -> None:
     """SASRec and most-popular load the split through ``base_data``: ``--set max_history`` must reach them."""
     quality = benchmark_module("quality")
     args = quality.parse_args(["--max-users", str(MAX_USERS), "--set", "max_history=3", "--set", "kcore=10"])
-    data = quality.base_data(quality.base_values(args))
-    assert (data.max_history, data.kcore) == (3, 10)
-    assert max(len(history) for history in data.splits["test"]["history"]) == 3
-    default = quality.base_data(quality.base_values(quality.parse_args(["--max-users", str(MAX_USERS)])))
-    assert max(len(history) for history in default.splits["test"]["history"]) == 20
+    base = quality.base_values(args)
+    data = quality.base_data(base)
+    # The data hold what the generative models read: the causal context of a 3-item window.
+    context = context_items(RunConfig.from_dict(base))
+    assert context == 3 + S2GRConfig().encoder_layers * 2
+    assert (data.max_history, data.kcore) == (context, 10)
+    assert max(len(history) for history in data.splits["test"]["history"]) == context
+    default_base = quality.base_values(quality.parse_args(["--max-users", str(MAX_USERS)]))
+    default = quality.base_data(default_base)
+    longest = max(len(history) for history in default.splits["test"]["history"])
+    assert longest == min(
+        context_items(RunConfig.from_dict(default_base)),
+        max(map(len, default.splits["train"]["item_ids"])) + 1,
+    )
     assert len(data.items) < len(default.items)  # the stricter k-core drops items
 
 
@@ -359,7 +371,9 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
     seen: list = []
 
     def fake_train(data, config):
-        seen.append((data.max_history, config))
+        # SASRec reads --set max_history; the shared data hold the generative models' longer context.
+        seen.append((config.max_history, config))
+        assert data.max_history >= config.max_history
         return sasrec.SASRecResult({}, [], 0.0, 0)
 
     monkeypatch.setattr(sasrec, "train_sasrec", fake_train)
@@ -489,3 +503,32 @@ def test_shifted_holdout_moves_validation_one_item_back(tmp_path: Path) -> None:
         shifted.main(["--out", str(tmp_path / "shift.csv")])
     with pytest.raises(ValueError, match=">= 1"):
         shifted.shifted_log(pd.DataFrame(columns=["user_id", "item_id", "timestamp"]), 0)
+
+
+@pytest.mark.timeout(300)
+def test_context_cost_times_the_exact_and_the_earlier_context(tiny_s2gr, tmp_path: Path) -> None:
+    from tiny_runs import tiny_config
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_s2gr.folder, run / "model")
+    config = tiny_config(run)
+    config.save(run / "run_config.yaml")
+    out = tmp_path / "cost.json"
+    command = [sys.executable, str(BENCHMARKS / "context_cost.py"), "--run", str(run), "--rounds", "1"]
+    finished = subprocess.run(
+        [*command, "--threads", "1", "--out", str(out)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    table = json.loads(out.read_text())
+    window, layers = config.max_history, TINY_MODEL["encoder_layers"]
+    assert (table["window"], table["context_items"]) == (window, window + layers * (window - 1))
+    assert len(table["median_seconds"]) == 4 and all(s > 0 for s in table["median_seconds"].values())
+    # More context per segment: strictly more item positions once some user has more than one segment.
+    positions = table["segment_item_positions"]
+    assert positions["exact"] > positions["earlier"]
+    assert table["recommend_ratio"] > 0 and table["train_ratio"] > 0
+    assert "exact / earlier" in finished.stdout

@@ -15,8 +15,10 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 from tiny_runs import (
     CHILD,
     EXACT_MODEL,
@@ -52,6 +54,12 @@ def free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.timeout(300)
+def saved_arrays(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
 def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path) -> None:
     config = tiny_config(tmp_path / "ddp", model=EXACT_MODEL, batch_size=4, eval_every_epochs=0.03)
     config.save(tmp_path / "ddp.yaml")
@@ -78,6 +86,11 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
     assert losses[0] == losses[1]  # loss and loss terms are averaged over the processes
     ddp_folder = tmp_path / "ddp"
     assert json.loads((ddp_folder / "metrics.json").read_text()) == ranks[0]["metrics"]
+    # The main process alone built the codebook and saved it in catalog/, which rank 1 loaded.
+    built, saved = (
+        saved_arrays(ddp_folder / name / "sid_arrays.safetensors") for name in ("catalog", "model")
+    )
+    assert built.keys() == saved.keys() and all(torch.equal(built[key], saved[key]) for key in built)
 
     # One process, twice the batch, the same steps.
     with single_thread():

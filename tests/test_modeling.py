@@ -771,6 +771,45 @@ def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
     assert "REMOTE-OK" in result.stdout
 
 
+def test_remote_code_of_one_folder_is_not_used_for_another(tmp_path: Path) -> None:
+    """A folder loaded with trust_remote_code=True registers nothing globally: a second s2gr folder loaded
+    without trust_remote_code is refused instead of silently running the first folder's code."""
+    for name in ("a", "b"):
+        tiny_model(thinking=True, seed=8).save_pretrained(tmp_path / name)
+    with (tmp_path / "a" / "modeling_s2gr.py").open("a") as handle:
+        handle.write("\nS2GRForGenerativeRecommendation.FOLDER = 'a'\n")
+    script = textwrap.dedent(
+        """
+        import sys
+        from transformers import AutoConfig, AutoModel
+
+        first = AutoModel.from_pretrained(sys.argv[1] + "/a", trust_remote_code=True)
+        assert type(first).FOLDER == "a"
+        for load in (AutoConfig.from_pretrained, AutoModel.from_pretrained):
+            try:
+                second = load(sys.argv[1] + "/b", trust_remote_code=False)
+            except ValueError as error:
+                assert "trust_remote_code" in str(error), error
+            else:
+                raise SystemExit(f"{load.__qualname__} loaded folder b with {type(second).__module__}")
+        assert "s2gr" not in sys.modules, "the s2gr package was imported"
+        print("ISOLATED-OK")
+        """
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "ISOLATED-OK" in result.stdout
+
+
 def test_auto_classes_resolve_registered_model() -> None:
     from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 

@@ -73,7 +73,6 @@ dropped disappears too and is reported with the held-out ones.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -94,7 +93,17 @@ from ..tokenization import CodebookConfig, FrozenQuantizer, aligned_features
 from ..tokenization.stats import collision_stats, level_usage
 from ..tokenization_s2gr import S2GRTokenizer
 from .config import RunConfig
-from .run import MODEL_DIR, RunResult, build_trainer, final_metrics, load_run_data, run_summary, save_model
+from .run import (
+    MODEL_DIR,
+    RunResult,
+    build_trainer,
+    final_metrics,
+    load_run_data,
+    process_state,
+    run_summary,
+    save_model,
+)
+from .run_folder import CONFIG_FILE, prepare_run_folder, write_json
 
 ADAPTER_DIR = "adapter"
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -284,12 +293,14 @@ def finetune_run(
     lora_targets: Sequence[str] = ATTENTION_PROJECTIONS,
     data: RecData | None = None,
     embeddings: np.ndarray | None = None,
+    overwrite: bool = False,
     **training_overrides: Any,
 ) -> FinetuneResult:
     """Fine-tune the model in ``base_dir`` on ``config``'s data set (or ``data``) and write the folder described
     in the module docstring. ``embeddings``: ``(N, E)`` item embeddings aligned with ``data.items`` (default:
     computed with ``config.encoder``, cached). ``lora_rank``/``lora_targets``: LoRA rank and linear layers
-    (default the attention projections). ``training_overrides``: ``TrainingArguments`` fields.
+    (default the attention projections). ``overwrite``: delete an earlier run in ``config.output_dir`` first
+    (else such a folder is refused, as by ``train_run``). ``training_overrides``: ``TrainingArguments`` fields.
 
     Under ``accelerate launch`` every process runs this (the catalog extension is deterministic); only the main
     process writes files, as in ``train_run``."""
@@ -299,7 +310,9 @@ def finetune_run(
     config = _config_for_base(config, model)
     set_seed(config.seed)
     output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    if process_state().is_main_process:  # the other ranks of `accelerate launch` write nothing
+        prepare_run_folder(config, overwrite=overwrite)
+        output.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_run_data(config)
     if embeddings is None:
         embeddings = embed_items(data.items, config.encoder, cache_dir=config.cache_dir)
@@ -349,9 +362,9 @@ def _write_run(
 ) -> None:
     """The merged model folder (the same ``save_model`` as ``s2gr train``) and the run's files."""
     save_model(model, tokenizer, output / MODEL_DIR, summary)
-    config.save(output / "run_config.yaml")
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output / "run.json").write_text(json.dumps(summary, indent=2))
+    config.save(output / CONFIG_FILE)
+    write_json(output / "metrics.json", metrics)
+    write_json(output / "run.json", summary)
 
 
 def _config_for_base(config: RunConfig, model: S2GRForGenerativeRecommendation) -> RunConfig:
@@ -362,8 +375,14 @@ def _config_for_base(config: RunConfig, model: S2GRForGenerativeRecommendation) 
             f"fine-tuning keeps the base architecture; ignoring model fields {sorted(config.model)}.",
             stacklevel=3,
         )
+    base = model.config
     return dataclasses.replace(
-        config, model={}, encoder_mode=model.config.encoder_mode, num_thinking=model.config.num_thinking
+        config,
+        # Only what decides the samples: the encoder depth and window set how much context each target needs.
+        model={"encoder_layers": base.encoder_layers},
+        max_history=base.max_history_items,
+        encoder_mode=base.encoder_mode,
+        num_thinking=base.num_thinking,
     )
 
 

@@ -10,12 +10,14 @@ Folder written under ``config.output_dir``::
     metrics.json           validation/test Recall@5/10, NDCG@5/10, with and without seen items, + most-popular
     training_curves.png    loss terms and validation metrics over steps
     code_usage.png         code usage per level
+    catalog/               the tokenizer the main process built, for the other ranks (multi-process runs)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..catalog import CODE_USAGE_PLOT, build_catalog
@@ -39,10 +42,17 @@ from .config import RunConfig
 from .evaluation import most_popular, ranking_metrics, reported_splits, seen_items
 from .plots import plot_training_curves
 from .recommend import evaluate_split
+from .run_folder import (
+    CATALOG_DIR,
+    CONFIG_FILE,
+    MODEL_DIR,
+    last_checkpoint,
+    prepare_run_folder,
+    write_folder_atomically,
+    write_json,
+)
 from .samples import segment_sequences, sliding_window_samples, training_split
 from .trainer import S2GRTrainer, TimeBudgetCallback
-
-MODEL_DIR = "model"
 
 
 @dataclass
@@ -344,6 +354,7 @@ def train_run(
     config: RunConfig,
     resume: bool = False,
     *,
+    overwrite: bool = False,
     data: RecData | None = None,
     embeddings: np.ndarray | None = None,
     **training_overrides: Any,
@@ -355,41 +366,36 @@ def train_run(
 
     Under ``accelerate launch``/``torchrun`` every process runs this function (the catalog is built
     deterministically on each); only the main process writes files. ``resume``: continue from the newest
-    complete ``checkpoint-*`` in ``output_dir`` (a fresh run when there is none). ``training_overrides``:
+    complete ``checkpoint-*`` in ``output_dir`` (a fresh run when there is none); ``overwrite``: delete an
+    earlier run in ``output_dir`` first (see ``run_folder.prepare_run_folder``). ``training_overrides``:
     ``TrainingArguments`` fields replacing those derived from ``config`` (see ``build_trainer``).
     """
     started = time.perf_counter()
     set_seed(config.seed)
     output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = None
+    if process_state().is_main_process:  # the other ranks of `accelerate launch` write nothing
+        checkpoint = prepare_run_folder(config, resume=resume, overwrite=overwrite)
+        output.mkdir(parents=True, exist_ok=True)
     data = data if data is not None else load_run_data(config)
-    catalog = build_catalog(
-        data,
-        config.codebook_config(),
-        num_thinking=config.num_thinking,
-        encoder=config.encoder,
-        cache_dir=config.cache_dir,
-        embeddings=embeddings,
-        sequences=training_split(data.splits, config.refit)["item_ids"],
-    )
-    model = new_model(catalog.tokenizer, config)
-    trainer = build_trainer(config, data, catalog.tokenizer, model, **training_overrides)
+    tokenizer, stats = run_catalog(config, data, embeddings)
+    model = new_model(tokenizer, config)
+    trainer = build_trainer(config, data, tokenizer, model, **training_overrides)
     main_process = trainer.is_world_process_zero()
-    if main_process:
-        config.save(output / "run_config.yaml")
-        plot_code_usage(
-            catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size, output / CODE_USAGE_PLOT
-        )
-    trainer.train(resume_from_checkpoint=_last_checkpoint(output) if resume else None)
+    if main_process and checkpoint is None:
+        config.save(output / CONFIG_FILE)
+    if resume and not main_process:
+        checkpoint = last_checkpoint(output)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     model = trainer.model
-    metrics = final_metrics(model, catalog.tokenizer, data, config)
+    metrics = final_metrics(model, tokenizer, data, config)
     seconds = time.perf_counter() - started
     model_dir = output / MODEL_DIR
-    summary = run_summary(config, data, catalog.tokenizer, catalog.stats, model, metrics, seconds)
+    summary = run_summary(config, data, tokenizer, stats, model, metrics, seconds)
     if main_process:
-        save_model(model, catalog.tokenizer, model_dir, summary)
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (output / "run.json").write_text(json.dumps(summary, indent=2))
+        save_model(model, tokenizer, model_dir, summary)
+        write_json(output / "metrics.json", metrics)
+        write_json(output / "run.json", summary)
         plot_training_curves(trainer.state.log_history, output / "training_curves.png")
     trainer.accelerator.wait_for_everyone()
     return RunResult(
@@ -403,25 +409,53 @@ def train_run(
     )
 
 
+def process_state() -> PartialState:
+    """This process's place under ``accelerate launch`` (one main process when not launched), set up as the
+    ``Trainer`` will: CPU processes join their process group only when asked with ``cpu=True``."""
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+    return PartialState(cpu=cpu)
+
+
+def run_catalog(
+    config: RunConfig, data: RecData, embeddings: np.ndarray | None
+) -> tuple[S2GRTokenizer, dict[str, Any]]:
+    """The run's tokenizer and codebook statistics; the main process also plots the code usage.
+
+    Under ``accelerate launch`` the main process alone embeds the items and builds the codebook, and saves
+    the tokenizer to ``catalog/`` in the run folder, which the other ranks load (their statistics: empty).
+    """
+    state, output = process_state(), Path(config.output_dir)
+    with state.main_process_first():
+        if not state.is_main_process:
+            return S2GRTokenizer.from_pretrained(output / CATALOG_DIR), {}
+        catalog = build_catalog(
+            data,
+            config.codebook_config(),
+            num_thinking=config.num_thinking,
+            encoder=config.encoder,
+            cache_dir=config.cache_dir,
+            embeddings=embeddings,
+            sequences=training_split(data.splits, config.refit)["item_ids"],
+        )
+        codes, size = catalog.semantic_ids.codes[:, :-1], catalog.tokenizer.codebook_size
+        plot_code_usage(codes, size, output / CODE_USAGE_PLOT)
+        if state.num_processes > 1:
+            catalog.tokenizer.save_pretrained(output / CATALOG_DIR)
+        return catalog.tokenizer, catalog.stats
+
+
 def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> None:
-    """Model + tokenizer + code files + model card: a folder ``from_pretrained`` and ``s2gr push`` accept."""
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "run.json").write_text(json.dumps(summary, indent=2))
-    build_model_card(summary).save(folder / "README.md")
+    """Model + tokenizer + code files + model card: a folder ``from_pretrained`` and ``s2gr push`` accept,
+    written whole or not at all."""
 
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "run.json").write_text(json.dumps(summary, indent=2))
+        build_model_card(summary).save(tmp / "README.md")
 
-def _last_checkpoint(output: Path) -> str | None:
-    """The newest ``checkpoint-N`` whose ``trainer_state.json`` exists: the Trainer writes that file last,
-    so a process killed while saving leaves an incomplete folder that must not be resumed from."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    complete = [
-        folder
-        for folder in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
-        and (folder / "trainer_state.json").is_file()
-    ]
-    if not complete:
-        return None
-    return str(max(complete, key=lambda folder: int(folder.name.rsplit("-", 1)[1])))
+    write_folder_atomically(folder, write)
