@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/baselines when run as a script
 
-from s2gr.tokenization import CodebookConfig
+from s2gr.codebook import CodebookConfig
 from s2gr.training.config import RunConfig, apply_assignments
 from s2gr.training.presets import DEMO
 

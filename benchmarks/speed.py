@@ -105,8 +105,8 @@ def summarise(rates: list[float]) -> dict:
 def _catalog(dataset: str, num_thinking: int):
     """Real histories and real (residual k-means, fast to build) Semantic IDs of the catalog."""
     from s2gr.catalog import build_catalog
+    from s2gr.codebook import CodebookConfig
     from s2gr.data import load_data
-    from s2gr.tokenization import CodebookConfig
 
     name, _, users = dataset.partition(":")  # "ml-100k:40": the first 40 users (a tiny slice for tests)
     data = load_data(name, max_users=int(users) if users else None)
@@ -254,7 +254,7 @@ def case_epoch(max_users: int | None, grouped: bool) -> dict:
     import tempfile
 
     from s2gr.catalog import build_catalog
-    from s2gr.tokenization import CodebookConfig
+    from s2gr.codebook import CodebookConfig
     from s2gr.training.config import RunConfig
     from s2gr.training.presets import DEMO
     from s2gr.training.run import build_trainer, load_run_data, new_model
@@ -362,7 +362,7 @@ def case_catalog_scaling(sizes: list[int], full_schedule: bool = False) -> dict:
     10 + 50 epochs instead, for the collisions a user gets. ``MB`` is the tables' tensor size (the trie
     in CSR form: linear in the catalog, whatever the size of the largest collision group).
     """
-    from s2gr.tokenization import CodebookConfig, build_semantic_ids
+    from s2gr.codebook import CodebookConfig, build_semantic_ids
     from s2gr.tokenization_s2gr import S2GRTokenizer
 
     rng = np.random.default_rng(0)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .codebook import CodebookConfig, SemanticIDs, build_semantic_ids, format_stats_table, plot_code_usage
 from .data import DEFAULT_ENCODER, RecData, embed_items
 from .errors import InputError
-from .tokenization import CodebookConfig, SemanticIDs, build_semantic_ids, format_stats_table, plot_code_usage
 from .tokenization_s2gr import S2GRTokenizer
 
 CODEBOOK_STATS_FILE = "codebook_stats.json"

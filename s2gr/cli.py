@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
+from .codebook import CodebookConfig
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
 from .errors import InputError, S2GRError
 from .hub import push_checkpoint
 from .modeling_s2gr import S2GRForGenerativeRecommendation
-from .tokenization import CodebookConfig
 from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
 from .training.evaluation import user_sequence
@@ -145,7 +145,7 @@ def format_codebook_summary(codebook: dict) -> str:
 
 
 def add_codebook_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("codebook (CoBa RQ-VAE; see s2gr.tokenization.CodebookConfig)")
+    group = parser.add_argument_group("codebook (CoBa RQ-VAE; see s2gr.codebook.CodebookConfig)")
     group.add_argument("--levels", type=int, default=3, help="code levels L (default 3)")
     group.add_argument(
         "--codebook-size", type=int, default=None, help="codes per level K (default: sized to the catalog)"

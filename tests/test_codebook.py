@@ -1,4 +1,4 @@
-"""Tests of the CoBa codebook (s2gr.tokenization) on small synthetic data."""
+"""Tests of the CoBa codebook (s2gr.codebook) on small synthetic data."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from s2gr.configuration_s2gr import S2GRConfig, num_clusters_for
-from s2gr.tokenization import (
+from s2gr.codebook import (
     CodebookConfig,
     FrozenQuantizer,
     SemanticIDs,
@@ -28,10 +27,11 @@ from s2gr.tokenization import (
     reassign_collisions,
     uniformity_loss,
 )
-from s2gr.tokenization.balancing import UsageBalancer, repair_dead_codes
-from s2gr.tokenization.graph import cooccurrence_counts
-from s2gr.tokenization.kmeans import kmeans
-from s2gr.tokenization.semantic_ids import aligned_features, torch_threads, warn_if_degenerate
+from s2gr.codebook.balancing import UsageBalancer, repair_dead_codes
+from s2gr.codebook.graph import cooccurrence_counts
+from s2gr.codebook.kmeans import kmeans
+from s2gr.codebook.semantic_ids import aligned_features, torch_threads, warn_if_degenerate
+from s2gr.configuration_s2gr import S2GRConfig, num_clusters_for
 
 # The tiny configs below leave collision groups larger than K on purpose or by undertraining; the warning
 # itself is tested in test_degenerate_codes_warn_with_the_remedy_and_sound_codes_do_not.

@@ -17,10 +17,10 @@ import torch
 from tiny_runs import TINY_CODEBOOK, TINY_MODEL
 
 from s2gr.cli import main
+from s2gr.codebook import FrozenQuantizer
 from s2gr.data import RecData, embed_items, load_data
 from s2gr.hub import check_checkpoint
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
-from s2gr.tokenization import FrozenQuantizer
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
 from s2gr.training.finetune import (

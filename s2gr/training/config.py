@@ -21,10 +21,10 @@ from typing import Any, Union, get_args, get_origin
 
 import yaml
 
+from ..codebook import CodebookConfig
 from ..configuration_s2gr import ENCODER_MODES, S2GRConfig
 from ..data import DATASETS, Columns
 from ..errors import InputError, MissingFileError
-from ..tokenization import CodebookConfig
 
 MIXED_PRECISION = ("auto", "bf16", "no")
 
@@ -456,7 +456,7 @@ def settings_help(width: int = 110) -> str:
     for name, default in asdict(Columns()).items():
         lines += _setting_lines(f"columns.{name}", default, COLUMN_HELP.get(name, ""), width)
     groups = (
-        ("codebook", CodebookConfig, CODEBOOK_FIELDS, "s2gr.tokenization.CodebookConfig"),
+        ("codebook", CodebookConfig, CODEBOOK_FIELDS, "s2gr.codebook.CodebookConfig"),
         ("model", S2GRConfig, MODEL_FIELDS, "s2gr.S2GRConfig"),
     )
     for name, cls, known, source in groups:

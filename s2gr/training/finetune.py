@@ -85,12 +85,12 @@ import pandas as pd
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import set_seed
 
+from ..codebook import CodebookConfig, FrozenQuantizer, aligned_features
+from ..codebook.stats import collision_stats, level_usage
 from ..data import RecData, embed_items
 from ..data.loading import build_recdata
 from ..errors import InputError, MissingFileError
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
-from ..tokenization import CodebookConfig, FrozenQuantizer, aligned_features
-from ..tokenization.stats import collision_stats, level_usage
 from ..tokenization_s2gr import S2GRTokenizer
 from .config import RunConfig
 from .run import (

@@ -30,12 +30,12 @@ from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..catalog import CODE_USAGE_PLOT, build_catalog
+from ..codebook import plot_code_usage
 from ..configuration_s2gr import S2GRConfig
 from ..data import Columns, RecData, load_data
 from ..errors import InputError
 from ..hub_cards import build_model_card
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
-from ..tokenization import plot_code_usage
 from ..tokenization_s2gr import S2GRTokenizer
 from .collator import HistoryCollator, SegmentCollator
 from .config import RunConfig
