@@ -2,7 +2,7 @@
 ``context_items`` = W + layers·(W − 1) items instead of the W the decoder attends to.
 
 Times, on a saved run's model and data, in one process with the same threads:
-- recommend: ``recommend_items`` over every validation user with histories of ``context_items`` items (exact)
+- recommend: ``S2GRRecommender.recommend`` over every validation user with histories of ``context_items`` items (exact)
   and of W items (the cost of the earlier, inexact path);
 - train: forward + backward over one epoch of training segments carrying ``context_items`` items of
   context before their first target (exact) and W items (earlier).
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
+from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
 from s2gr.training.collator import SegmentCollator
 from s2gr.training.config import RunConfig
 from s2gr.training.run import load_run_data
@@ -32,7 +32,7 @@ from s2gr.training.samples import segment_sequences, training_split
 def time_recommend(model, tokenizer, histories: list[list[str]], items: int, num_beams: int) -> float:
     rows = [history[-items:] for history in histories]
     started = time.perf_counter()
-    model.recommend_items(tokenizer, rows, num_beams=num_beams, exclude=histories)
+    S2GRRecommender(model, tokenizer).recommend(rows, num_beams=num_beams, exclude=histories)
     return time.perf_counter() - started
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2gr import S2GRRecommender
 from s2gr.data import RecData, embed_items, load_data
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig, apply_assignments
@@ -163,8 +164,7 @@ def rank_test_users(model: Any, tokenizer: Any, data: RecData, config: RunConfig
     histories = [[item for item in history if item in known] for history in data.splits["test"]["history"]]
     seen = seen_items(data.splits, "test")
     users = [user for user, history in enumerate(histories) if history]
-    ranked = model.recommend_items(
-        tokenizer,
+    ranked = S2GRRecommender(model, tokenizer).recommend(
         [histories[user] for user in users],
         top_k=TOP_K,
         num_beams=config.num_beams,

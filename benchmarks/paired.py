@@ -85,7 +85,7 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
                     return kept["scores"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # an unreadable cache is ranked again and replaced below
-    from s2gr.cli import load_checkpoint
+    from s2gr.checkpoint import load_checkpoint
     from s2gr.data.assets import write_atomically
     from s2gr.metrics.recommendation.recommendation import per_user_scores
     from s2gr.training.config import RunConfig

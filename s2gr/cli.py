@@ -13,14 +13,13 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
+from .checkpoint import default_device, load_checkpoint
 from .codebook import CodebookConfig
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
 from .errors import InputError, S2GRError
 from .hub import push_checkpoint
-from .modeling_s2gr import S2GRForGenerativeRecommendation
+from .recommender import S2GRRecommender
 from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
 from .training.evaluation import user_sequence
@@ -130,10 +129,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nmodel saved to {result.model_dir}  (demo wall time {result.seconds / 60:.1f} min)")
     user_history = data.splits["test"][0]["history"][-5:]
     print("\nLoad it and recommend, in any Python process:")
-    print("    from transformers import AutoModel, AutoTokenizer")
-    print(f'    model = AutoModel.from_pretrained("{result.model_dir}", trust_remote_code=True)')
-    print(f'    tokenizer = AutoTokenizer.from_pretrained("{result.model_dir}", trust_remote_code=True)')
-    print(f"    print(model.recommend_items(tokenizer, [{user_history!r}], top_k=10))")
+    print("    from s2gr import S2GRRecommender")
+    print(f'    recommender = S2GRRecommender.from_pretrained("{result.model_dir}")')
+    print(f"    print(recommender.recommend([{user_history!r}], top_k=10))")
 
 
 def format_codebook_summary(codebook: dict) -> str:
@@ -312,8 +310,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="DIR",
-        help="model folder: the model/ folder of a `s2gr train` run, or model + tokenizer save_pretrained'ed "
-        "together (for a Hub model: `hf download USER/NAME --local-dir DIR` first)",
+        help="model folder: a `s2gr train` run folder or its model/ folder, or model + tokenizer "
+        "save_pretrained'ed together (for a Hub model: `hf download USER/NAME --local-dir DIR` first)",
     )
     parser.add_argument(
         "--num-beams", type=int, default=20, help="beam width of the constrained search (default 20)"
@@ -321,27 +319,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda when available, else cpu)"
     )
-
-
-def load_checkpoint(
-    folder: str, device: str | None = None
-) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
-    """Model (in eval mode, on ``device``) and tokenizer of a local model folder; ``ValueError`` if it is none."""
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise InputError(
-            f"{folder} is not a model folder (no config.json). Pass the model/ folder of a `s2gr train` run "
-            "(e.g. runs/s2gr/model); for a Hub model run `hf download USER/NAME --local-dir DIR` first."
-        )
-    try:
-        model = S2GRForGenerativeRecommendation.from_pretrained(path)
-        tokenizer = S2GRTokenizer.from_pretrained(path)
-    except S2GRError:  # e.g. a weights file cut short: its message names the file
-        raise
-    except OSError as error:  # e.g. weights or tokenizer files missing: not a complete S2GR checkpoint
-        raise InputError(f"could not load an S2GR model and tokenizer from {folder}: {error}") from error
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
 
 
 def check_catalog(data: RecData, tokenizer: S2GRTokenizer) -> None:
@@ -368,7 +345,7 @@ def check_items(items: Sequence[str], tokenizer: S2GRTokenizer) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    model, tokenizer = load_checkpoint(args.model, args.device)
+    model, tokenizer = load_checkpoint(args.model, args.device or default_device())
     data = data_from_args(args, max_history=model.config.context_items)
     check_catalog(data, tokenizer)
     values = split_metrics(
@@ -397,7 +374,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
-    model, tokenizer = load_checkpoint(args.model, args.device)
+    model, tokenizer = load_checkpoint(args.model, args.device or default_device())
     data = None
     if args.user is not None or args.dataset is not None or args.interactions is not None:
         data = data_from_args(args, max_history=model.config.context_items)
@@ -405,8 +382,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     known = user_sequence(data.splits, args.user) if args.user is not None else args.history
     check_items(known, tokenizer)
     history = known[-model.config.context_items :]  # what the model reads
-    (ranking,) = model.recommend_items(
-        tokenizer,
+    (ranking,) = S2GRRecommender(model, tokenizer).recommend(
         [history],
         top_k=args.top_k,
         num_beams=args.num_beams,

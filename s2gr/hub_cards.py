@@ -171,20 +171,25 @@ code clusters, that guides the next code.
 
 ## How to use
 
-The model and tokenizer code ships with the checkpoint, hence `trust_remote_code=True`:
+The model and tokenizer code ships with the checkpoint, hence `trust_remote_code=True`. With the `s2gr` package
+installed, `S2GRRecommender` takes item ids in and gives item ids out:
 
 ```python
 from transformers import AutoModel, AutoTokenizer
+from s2gr import S2GRRecommender
 
 model = AutoModel.from_pretrained("{{ repo_id }}", trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}", trust_remote_code=True)
+recommender = S2GRRecommender(model, tokenizer)
 
 histories = [["item_12", "item_7", "item_99"]]  # item ids per user, oldest first
-recommendations = model.recommend_items(tokenizer, histories, top_k=10, exclude=histories)
+recommendations = recommender.recommend(histories, top_k=10, exclude=histories)
 print(recommendations[0])  # 10 item ids, best first, none of them already in the history
 ```
 
 `return_scores=True` gives `(item id, log-probability)` pairs; item ids are those of `tokenizer.item_ids`.
+Without the package the model ranks token tensors: `model.recommend(**tokenizer.encode_histories(histories),
+prefix_tables=tokenizer.prefix_tables(), top_k=10).item_indices` are positions in `tokenizer.item_ids`.
 
 ## Limitations
 

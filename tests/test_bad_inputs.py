@@ -14,6 +14,7 @@ import pytest
 import yaml
 from tiny_runs import tiny_config
 
+from s2gr import S2GRRecommender
 from s2gr.cli import main
 
 
@@ -212,11 +213,13 @@ def test_unknown_items_raise_or_are_skipped_as_asked(loaded_model, tiny_s2gr) ->
     model, tokenizer = loaded_model
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     with pytest.raises(S2GRError, match="on_unknown='skip'"):
-        model.recommend_items(tokenizer, [[*history, "no-such-item"]], num_beams=3)
-    skipped = model.recommend_items(tokenizer, [[*history, "no-such-item"]], num_beams=3, on_unknown="skip")
-    assert skipped == model.recommend_items(tokenizer, [history], num_beams=3)
+        S2GRRecommender(model, tokenizer).recommend([[*history, "no-such-item"]], num_beams=3)
+    skipped = S2GRRecommender(model, tokenizer).recommend(
+        [[*history, "no-such-item"]], num_beams=3, on_unknown="skip"
+    )
+    assert skipped == S2GRRecommender(model, tokenizer).recommend([history], num_beams=3)
     with pytest.raises(S2GRError, match="empty after skipping"):
-        model.recommend_items(tokenizer, [["no-such-item"]], num_beams=3, on_unknown="skip")
+        S2GRRecommender(model, tokenizer).recommend([["no-such-item"]], num_beams=3, on_unknown="skip")
 
 
 def test_integer_ids_mean_their_strings_and_other_types_are_refused(loaded_model, tiny_s2gr) -> None:
@@ -226,11 +229,11 @@ def test_integer_ids_mean_their_strings_and_other_types_are_refused(loaded_model
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     assert all(item.isdigit() for item in history)  # MovieLens ids
     as_ints = [int(item) for item in history]
-    assert model.recommend_items(tokenizer, [as_ints], num_beams=3, exclude=[as_ints]) == (
-        model.recommend_items(tokenizer, [history], num_beams=3, exclude=[history])
+    assert S2GRRecommender(model, tokenizer).recommend([as_ints], num_beams=3, exclude=[as_ints]) == (
+        S2GRRecommender(model, tokenizer).recommend([history], num_beams=3, exclude=[history])
     )
     with pytest.raises(S2GRError, match="item ids are strings"):
-        model.recommend_items(tokenizer, [[float(history[0])]], num_beams=3)
+        S2GRRecommender(model, tokenizer).recommend([[float(history[0])]], num_beams=3)
 
 
 def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded_model, tiny_s2gr) -> None:
@@ -239,10 +242,12 @@ def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded_model, tiny_s2
     model, tokenizer = loaded_model
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     started = time.perf_counter()
-    (ranking,) = model.recommend_items(tokenizer, [history], top_k=10**6, num_beams=3, exclude=[history])
+    (ranking,) = S2GRRecommender(model, tokenizer).recommend(
+        [history], top_k=10**6, num_beams=3, exclude=[history]
+    )
     seconds = time.perf_counter() - started
     expected = set(tokenizer.item_ids) - set(history)
     assert len(ranking) == len(expected) and set(ranking) == expected
-    (capped,) = model.recommend_items(tokenizer, [history], top_k=tokenizer.num_items, num_beams=3)
+    (capped,) = S2GRRecommender(model, tokenizer).recommend([history], top_k=tokenizer.num_items, num_beams=3)
     assert len(capped) == tokenizer.num_items
     assert seconds < 30  # 10**6 beams would allocate gigabytes and take minutes

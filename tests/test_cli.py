@@ -1,5 +1,5 @@
 """`s2gr evaluate`, `recommend` and `push` on a tiny saved model, run in-process through `main` (the console
-script's function), and the model's `recommend_items` they rely on."""
+script's function), checked against the `S2GRRecommender` API they rely on."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hub_server import HubServer
 from huggingface_hub import HfApi
 from tiny_runs import single_thread
 
-from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
+from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
 from s2gr.cli import main
 from s2gr.training.evaluation import seen_items, user_sequence
 from s2gr.training.recommend import evaluate_split
@@ -185,8 +184,8 @@ def test_recommend_for_a_history_excludes_it_and_matches_the_api(
     assert set(ids) <= set(tokenizer.item_ids) and not set(ids) & set(history)
     assert scores == sorted(scores, reverse=True)
     assert all(text is None for _, _, text in rows)  # no data set given: no texts
-    (expected,) = model.recommend_items(
-        tokenizer, [history], top_k=7, num_beams=5, exclude=[history], return_scores=True
+    (expected,) = S2GRRecommender(model, tokenizer).recommend(
+        [history], top_k=7, num_beams=5, exclude=[history], return_scores=True
     )
     assert [(item, round(score, 4)) for item, score in expected] == list(zip(ids, scores, strict=True))
 
@@ -208,7 +207,7 @@ def test_recommend_without_exclusion_matches_the_api(
         "--no-exclude-seen",
     )
     assert code == 0
-    (expected,) = model.recommend_items(tokenizer, [history], top_k=10, num_beams=5)
+    (expected,) = S2GRRecommender(model, tokenizer).recommend([history], top_k=10, num_beams=5)
     assert [item for item, _, _ in ranked_rows(out)] == expected
 
 
@@ -238,7 +237,9 @@ def test_recommend_for_a_user_reads_everything_known_and_shows_texts(
         and f"user {user}: {len(known)} known items, the model reads the last {len(history)}" in out
     )
     rows = ranked_rows(out)
-    (expected,) = model.recommend_items(tokenizer, [history], top_k=10, num_beams=5, exclude=[known])
+    (expected,) = S2GRRecommender(model, tokenizer).recommend(
+        [history], top_k=10, num_beams=5, exclude=[known]
+    )
     assert [item for item, _, _ in rows] == expected
     assert not set(expected) & set(known)
     texts = dict(zip(tiny_s2gr.data.items["item_id"], tiny_s2gr.data.items["text"], strict=True))
@@ -306,70 +307,6 @@ def test_push_errors_exit_2_and_leave_the_folder(
     code, _, err = run_cli(capsys, "push", "--model", tmp_path / "empty", "--repo-id", "user/empty")
     assert_clean_error(code, err, "not a complete checkpoint", "config.json")
     assert len(hub_server.requests) == sent  # refused before any request
-
-
-# ------------------------------------------------------------------------------------------------ model API
-
-
-def _other_tokenizer(tokenizer: S2GRTokenizer, change: str) -> S2GRTokenizer:
-    """A tokenizer of the same catalog that differs from `tokenizer` in one respect."""
-    kwargs = {
-        "item_ids": tokenizer.item_ids,
-        "codes": tokenizer.codes,
-        "codebook_size": tokenizer.codebook_size,
-        "dedup_size": tokenizer.dedup_size,
-        "num_thinking": tokenizer.num_thinking,
-        "code_clusters": tokenizer.code_clusters,
-    }
-    if change == "num_levels":  # one more level in front: L + 1 levels, same items
-        kwargs["codes"] = np.concatenate([np.zeros((tokenizer.num_items, 1), np.int64), tokenizer.codes], 1)
-        kwargs.update(num_thinking=None, code_clusters=None)
-    elif change == "codebook_size":
-        kwargs.update(codebook_size=2 * tokenizer.codebook_size, code_clusters=None)
-    elif change == "dedup_size":
-        kwargs["dedup_size"] = tokenizer.dedup_size + 1
-    elif change == "num_thinking":
-        kwargs["num_thinking"] = 0
-    else:  # the same sizes, another codebook's cluster map
-        kwargs["code_clusters"] = (tokenizer.code_clusters + 1) % (tokenizer.code_clusters.max() + 1)
-    return S2GRTokenizer(**kwargs)
-
-
-@pytest.mark.parametrize(
-    "change", ["num_levels", "codebook_size", "dedup_size", "num_thinking", "code_clusters"]
-)
-def test_recommend_items_refuses_a_tokenizer_of_another_model(loaded, change: str) -> None:
-    model, tokenizer = loaded
-    other = _other_tokenizer(tokenizer, change)
-    name = "cluster maps" if change == "code_clusters" else change
-    with pytest.raises(ValueError, match=rf"does not belong to this model: .*{name}.*same checkpoint"):
-        model.recommend_items(other, [tokenizer.item_ids[:3]])
-    with pytest.raises(TypeError, match="S2GR tokenizer"):
-        model.recommend_items(object(), [tokenizer.item_ids[:3]])
-
-
-def test_recommend_items_batches_and_restores_training_mode(loaded) -> None:
-    model, tokenizer = loaded
-    histories = [tokenizer.item_ids[i : i + 4] for i in range(0, 20, 4)]
-    exclude = [[*history, "not-in-the-catalog"] for history in histories]  # unknown exclusions are ignored
-    whole = model.recommend_items(
-        tokenizer, histories, top_k=5, num_beams=5, exclude=exclude, return_scores=True
-    )
-    model.train()
-    try:
-        batched = model.recommend_items(
-            tokenizer, histories, top_k=5, num_beams=5, exclude=exclude, return_scores=True, batch_size=2
-        )
-        assert model.training
-    finally:
-        model.eval()
-    assert [[item for item, _ in row] for row in batched] == [[item for item, _ in row] for row in whole]
-    for row_a, row_b in zip(batched, whole, strict=True):
-        np.testing.assert_allclose([s for _, s in row_a], [s for _, s in row_b], rtol=1e-5)
-    assert all(
-        len(row) == 5 and not {item for item, _ in row} & set(h)
-        for row, h in zip(whole, histories, strict=True)
-    )
 
 
 def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:

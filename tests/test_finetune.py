@@ -16,6 +16,7 @@ import pytest
 import torch
 from tiny_runs import TINY_CODEBOOK, TINY_MODEL
 
+from s2gr import S2GRRecommender
 from s2gr.cli import main
 from s2gr.codebook import FrozenQuantizer
 from s2gr.data import RecData, embed_items, load_data
@@ -148,13 +149,15 @@ def test_new_items_are_recommendable(runs: Runs) -> None:
     old_items = [item for item in tokenizer.item_ids if item not in set(runs.new_items)]
     histories = runs.data.splits["test"]["history"][:4]
     # With every old item excluded, beam search must reach new items: they are valid SIDs to the model.
-    rankings = model.recommend_items(tokenizer, histories, top_k=5, exclude=[old_items] * len(histories))
+    rankings = S2GRRecommender(model, tokenizer).recommend(
+        histories, top_k=5, exclude=[old_items] * len(histories)
+    )
     assert all(len(ranking) == 5 and set(ranking) <= set(runs.new_items) for ranking in rankings)
     # The base model cannot name them: they are not in its catalog.
     base_model, base_tokenizer = load_base(runs.base_dir)
     known = set(base_tokenizer.item_ids)
     base_histories = [[item for item in history if item in known] for history in histories]
-    base_rankings = base_model.recommend_items(base_tokenizer, base_histories, top_k=10)
+    base_rankings = S2GRRecommender(base_model, base_tokenizer).recommend(base_histories, top_k=10)
     assert not set(runs.new_items) & {item for ranking in base_rankings for item in ranking}
 
 
@@ -165,7 +168,7 @@ def test_adapter_reload_and_merged_model_agree(runs: Runs) -> None:
     assert adapter_tokenizer.item_ids == tokenizer.item_ids
     reloaded = S2GRForGenerativeRecommendation.from_pretrained(runs.output / "model")
     outputs = [
-        model.recommend_items(tokenizer, histories, top_k=10, return_scores=True)
+        S2GRRecommender(model, tokenizer).recommend(histories, top_k=10, return_scores=True)
         for model in (runs.merged, peft_model, reloaded)
     ]
     for other in outputs[1:]:

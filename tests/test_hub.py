@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from tiny_runs import single_thread
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
+from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
 from s2gr.hub import HubPushError, push_checkpoint
 from s2gr.hub_cards import TAGS, build_model_card
 
@@ -120,9 +120,22 @@ histories = json.loads(histories)
 
 
 def recommend(repo_id):
-    model = AutoModel.from_pretrained(repo_id, trust_remote_code=True)
+    # The model card's package-free path: token tensors in, item indices out (what S2GRRecommender wraps).
+    model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
-    ranked = model.recommend_items(tokenizer, histories, top_k=10, num_beams=5, exclude=histories, return_scores=True)
+    batch = tokenizer.encode_histories(histories, max_history_items=model.config.context_items)
+    index = {item: position for position, item in enumerate(tokenizer.item_ids)}
+    seen = torch.full((len(histories), max(map(len, histories))), -1)
+    for row, history in enumerate(histories):
+        seen[row, : len(history)] = torch.tensor([index[item] for item in history])
+    result = model.recommend(
+        batch["input_ids"], batch["attention_mask"], tokenizer.prefix_tables(), top_k=10, num_beams=5,
+        exclude_items=seen,
+    )
+    ranked = [
+        [[tokenizer.item_ids[item], score] for item, score in zip(items, scores) if item >= 0]
+        for items, scores in zip(result.item_indices.tolist(), result.scores.tolist())
+    ]
     return model, tokenizer, ranked
 
 
@@ -242,7 +255,9 @@ def test_card_text_states_protocol_codebook_thinking_usage_and_citation() -> Non
     for line in (
         'AutoModel.from_pretrained("user/s2gr-tiny", trust_remote_code=True)',
         'AutoTokenizer.from_pretrained("user/s2gr-tiny", trust_remote_code=True)',
-        "recommendations = model.recommend_items(tokenizer, histories, top_k=10, exclude=histories)",
+        "from s2gr import S2GRRecommender",
+        "recommender = S2GRRecommender(model, tokenizer)",
+        "recommendations = recommender.recommend(histories, top_k=10, exclude=histories)",
         "5-core",
         "Leave-one-out",
         "Full ranking",
@@ -406,8 +421,8 @@ def test_s2gr_checkpoint_round_trip_gives_identical_recommendations(
     model = S2GRForGenerativeRecommendation.from_pretrained(folder)
     tokenizer = S2GRTokenizer.from_pretrained(folder)
     with single_thread():  # the child uses one thread too: same float sums, bit-identical scores
-        local = model.recommend_items(
-            tokenizer, histories, top_k=10, num_beams=5, exclude=histories, return_scores=True
+        local = S2GRRecommender(model, tokenizer).recommend(
+            histories, top_k=10, num_beams=5, exclude=histories, return_scores=True
         )
     out = tmp_path / "out.json"
     args = ("user/s2gr-tiny", "user/s2gr-copy", str(out), "1", json.dumps(histories))

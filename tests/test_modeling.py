@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2gr.configuration_s2gr import S2GRConfig
-from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation, _chunk_windows
+from s2gr.layers_s2gr import chunk_windows, labels_to_code_ids
+from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 
 LEVELS, CODES, DEDUP, CLUSTERS = 3, 8, 3, 4
 PrefixTables = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]  # (offsets, codes, items)
@@ -250,7 +251,7 @@ def test_label_smoothing_spreads_over_the_valid_codes_of_each_step() -> None:
     input_ids, attention_mask, labels = batch_inputs(plain.config, make_catalog(20))
     a = plain(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
     b = smoothed(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-    codes = plain._local_codes(plain._labels_to_code_ids(labels))
+    codes = plain._local_codes(labels_to_code_ids(plain.config, labels))
     # Per target: 0.8 × NLL + 0.2 × mean over the K (levels) or D (dedup) valid codes of −log p.
     expected = 0.0
     for logits, target in zip(a.code_logits, codes, strict=True):
@@ -489,12 +490,12 @@ def test_kept_chunk_windows_are_the_selected_windows(batch, n_chunks, chunk, fea
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, n_chunks * chunk, *features, generator=generator, requires_grad=True)
     keep = torch.rand(batch * n_chunks, generator=generator) > 0.5
-    every = _chunk_windows(x, chunk)  # (B * nc, 2 * chunk, ...)
+    every = chunk_windows(x, chunk)  # (B * nc, 2 * chunk, ...)
     chunks = x.unflatten(1, (n_chunks, chunk)).flatten(0, 1)
     for window in range(batch * n_chunks):
         previous = chunks[window - 1] if window % n_chunks else torch.zeros_like(chunks[0])
         assert torch.equal(every[window], torch.cat([previous, chunks[window]]))
-    kept = _chunk_windows(x, chunk, keep)
+    kept = chunk_windows(x, chunk, keep)
     assert torch.equal(kept, every[keep])
     weights = torch.randn(kept.shape, generator=generator)
     (grad_kept,) = torch.autograd.grad((kept * weights).sum(), x)
@@ -712,7 +713,8 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
         expected = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
     model.save_pretrained(tmp_path)
     saved = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "configuration_s2gr.py", "modeling_s2gr.py"} <= saved
+    code = {"configuration_s2gr.py", "modeling_s2gr.py", "layers_s2gr.py", "beam_search_s2gr.py", "errors.py"}
+    assert {"model.safetensors", "config.json", *code} <= saved
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_s2gr.S2GRForGenerativeRecommendation"
     loaded = S2GRForGenerativeRecommendation.from_pretrained(tmp_path).eval()

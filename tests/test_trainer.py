@@ -32,6 +32,7 @@ from transformers import set_seed
 
 import s2gr.catalog as catalog_module
 import s2gr.training.trainer as trainer_module
+from s2gr import S2GRRecommender
 from s2gr.catalog import build_catalog
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 from s2gr.tokenization_s2gr import S2GRTokenizer
@@ -464,8 +465,8 @@ def test_saved_model_reloads_and_recommends_the_same(finished_run) -> None:
     rows = data.splits["validation"]
     seen = seen_items(data.splits, "validation")
     kwargs = {"top_k": 10, "num_beams": config.num_beams, "exclude": seen}
-    reloaded = model.recommend_items(tokenizer, rows["history"], **kwargs)
-    original = result.model.recommend_items(tokenizer, rows["history"], **kwargs)
+    reloaded = S2GRRecommender(model, tokenizer).recommend(rows["history"], **kwargs)
+    original = S2GRRecommender(result.model, tokenizer).recommend(rows["history"], **kwargs)
     metrics = evaluate_split(model, tokenizer, rows, seen=seen, num_beams=config.num_beams)
     assert reloaded == original
     assert all(len(ranking) == 10 for ranking in reloaded)

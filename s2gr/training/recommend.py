@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
+from ..recommender import S2GRRecommender
 from ..tokenization_s2gr import S2GRTokenizer
 from .evaluation import DEFAULT_CUTOFFS, ranking_metrics
 
@@ -25,8 +26,7 @@ def rank_split(
 
     With ``seen`` (each user's full pre-target item list) seen items are excluded from the rankings.
     """
-    return model.recommend_items(  # ships with every checkpoint: Hub users rank the same way
-        tokenizer,
+    return S2GRRecommender(model, tokenizer).recommend(
         rows["history"],
         top_k=top_k,
         num_beams=num_beams,

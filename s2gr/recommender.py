@@ -1,0 +1,163 @@
+"""`S2GRRecommender`: item ids in, item ids out, for a model and the tokenizer of its checkpoint.
+
+The model ranks token tensors (`model.recommend`, constrained beam search); the tokenizer turns item ids into
+those tensors and owns the catalog. This object holds both, checks that they belong together, and runs the
+batched loop between them: histories of item ids -> encoder inputs -> `model.recommend` -> item ids, with each
+user's excluded items mapped to item indices. It works with the package's classes and with those loaded by
+`trust_remote_code=True` alike (it only calls their public methods).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
+from .errors import InputError
+
+# Users per beam-search batch.
+DEFAULT_BATCH_SIZE = 256
+
+
+class S2GRRecommender:
+    """Top-k item ids for histories of item ids, by the model's constrained beam search.
+
+    model: an `S2GRForGenerativeRecommendation` (or a PEFT model around one); tokenizer: the `S2GRTokenizer` of
+    the same checkpoint. A tokenizer of another codebook would map codes to the wrong items silently, so one
+    whose sizes or cluster map differ from the model's is refused (`ValueError`), as is an object that is no
+    S2GR tokenizer (`TypeError`).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        # A PEFT model forwards through its adapters; its base model holds `recommend` and the config.
+        self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.tokenizer = tokenizer
+        check_tokenizer(self.model, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> S2GRRecommender:
+        """Model (in eval mode, on `device`: default cuda when available) and tokenizer of a checkpoint: a
+        model folder, the folder of a `s2gr train` run, or a Hub repo id (see `s2gr.checkpoint`)."""
+        from .checkpoint import load_checkpoint
+
+        return cls(*load_checkpoint(path, device))
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        top_k: int = DEFAULT_TOP_K,
+        num_beams: int = DEFAULT_NUM_BEAMS,
+        exclude: Sequence[Sequence[str]] | None = None,
+        on_unknown: str = "error",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        return_scores: bool = False,
+        progress: bool = False,
+    ) -> list[list[str]] | list[list[tuple[str, float]]]:
+        """Top-k item ids (best first) for each history of item ids.
+
+        histories: item ids per user, oldest first (the last `model.config.context_items` are used). Ids are
+            strings (an integer means its decimal string).
+        on_unknown: an item outside the catalog raises the tokenizer's `UnknownItemError` ("error") or is
+            dropped from its history ("skip"; a history left empty still raises).
+        exclude: item ids never returned to user i (e.g. everything the user has seen); ids outside the
+            catalog are ignored, as they can never be recommended anyway.
+        return_scores: give `(item_id, score)` pairs, score = the beam's log-probability (see `model.recommend`).
+        Fewer than `top_k` items come back only when fewer non-excluded items exist (`top_k` beyond the catalog
+        is the whole catalog). The model's training mode is restored afterwards.
+        """
+        if exclude is not None and len(exclude) != len(histories):
+            raise InputError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
+        model, tokenizer = self.model, self.tokenizer
+        item_ids = tokenizer.item_ids
+        index = {item: position for position, item in enumerate(item_ids)}
+        trie = model.decoding_trie(tokenizer.prefix_tables(model.device))  # checked once, not per batch
+        was_training = model.training
+        model.eval()
+        rankings: list[Any] = []
+        try:
+            for start in logging.tqdm(
+                range(0, len(histories), batch_size), desc="recommending", disable=not progress
+            ):
+                stop = start + batch_size
+                batch = tokenizer.encode_histories(
+                    [list(map(item_key, history)) for history in histories[start:stop]],
+                    max_history_items=model.config.context_items,
+                    return_tensors="pt",
+                    on_unknown=on_unknown,
+                )
+                excluded = None if exclude is None else item_index_matrix(exclude[start:stop], index)
+                result = model.recommend(
+                    batch["input_ids"].to(model.device),
+                    batch["attention_mask"].to(model.device),
+                    prefix_tables=trie,
+                    top_k=top_k,
+                    num_beams=num_beams,
+                    exclude_items=excluded,
+                )
+                rankings += ranked_ids(result, item_ids, return_scores)
+        finally:
+            model.train(was_training)
+        return rankings
+
+
+def check_tokenizer(model: Any, tokenizer: Any) -> None:
+    """Refuse a tokenizer that is not the model's: `TypeError` for no S2GR tokenizer, `ValueError` naming
+    every size (or the cluster map) that differs."""
+    sizes = ("vocab_size", "num_levels", "codebook_size", "dedup_size", "num_thinking")
+    needed = (*sizes, "encode_histories", "prefix_tables", "item_ids")
+    missing = [name for name in needed if not hasattr(tokenizer, name)]
+    if missing:
+        raise TypeError(
+            f"S2GRRecommender needs this checkpoint's S2GR tokenizer (AutoTokenizer.from_pretrained(same "
+            f"folder or repo, trust_remote_code=True)); {type(tokenizer).__name__} has no {missing}."
+        )
+    config = model.config
+    differ = [
+        f"{name} {getattr(config, name)} (model) vs {getattr(tokenizer, name)} (tokenizer)"
+        for name in sizes
+        if getattr(config, name) != getattr(tokenizer, name)
+    ]
+    # Equal sizes can still hide another codebook; the cluster maps tell (when both are set).
+    clusters = getattr(tokenizer, "code_clusters", None)
+    model_clusters = model.code_clusters.cpu()
+    if (
+        clusters is not None
+        and bool((model_clusters >= 0).all())
+        and not torch.equal(torch.as_tensor(clusters, dtype=torch.long), model_clusters)
+    ):
+        differ.append("code cluster maps (the tokenizer comes from another codebook)")
+    if differ:
+        raise InputError(
+            "The tokenizer does not belong to this model: " + "; ".join(differ) + ". Load both from the "
+            "same checkpoint folder or Hub repo."
+        )
+
+
+def item_key(item: Any) -> Any:
+    """Catalog ids are strings; an integer id (`50` for MovieLens' "50") means its decimal string."""
+    is_integer = isinstance(item, int | np.integer) and not isinstance(item, bool)
+    return str(item) if is_integer else item
+
+
+def item_index_matrix(rows: Sequence[Sequence[str]], index: dict[str, int]) -> torch.Tensor:
+    """Item ids per user -> (B, H) item indices padded with -1; ids missing from `index` are dropped."""
+    indices = [[index[key] for key in map(item_key, row) if key in index] for row in rows]
+    matrix = torch.full((len(indices), max([1, *map(len, indices)])), -1, dtype=torch.long)
+    for position, row in enumerate(indices):
+        matrix[position, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return matrix
+
+
+def ranked_ids(result: Any, item_ids: Sequence[str], with_scores: bool) -> list[list[Any]]:
+    """`S2GRRecommendation` -> item ids (or (id, score) pairs) per user, best first, without -1 padding."""
+    rankings = []
+    for items, scores in zip(result.item_indices.tolist(), result.scores.tolist(), strict=True):
+        pairs = [(item_ids[item], score) for item, score in zip(items, scores, strict=True) if item >= 0]
+        rankings.append(pairs if with_scores else [item for item, _ in pairs])
+    return rankings
