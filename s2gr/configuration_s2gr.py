@@ -1,15 +1,8 @@
 """Configuration of the S2GR model (stepwise semantic-guided latent reasoning for generative recommendation).
 
-Self-contained (imports only `transformers` and `.errors`) so that `register_for_auto_class` copies it, and
-its import, next to a checkpoint.
-
-Token-id layout shared with `S2GRTokenizer` (see ARCHITECTURE.md), with `L = num_levels`,
-`K = codebook_size`, `D = dedup_size`, `T = num_thinking`:
-
-    0..3                    <pad>, <bos>, <eos>, <unk>
-    4 + l*K + c             code c of level l (l < L)
-    4 + L*K + d             disambiguation ("dedup") code d
-    4 + L*K + D + t         <think_{t+1}> (placeholder in labels; its embedding row is the level offset p_{t+1})
+Imports only `transformers` and sibling modules (`.errors`, `.layout_s2gr`, whose `TokenLayout` defines the
+token-id layout shared with `S2GRTokenizer`), so that `register_for_auto_class` copies it, and its imports, next
+to a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,8 +12,8 @@ from typing import ClassVar
 from transformers import AutoConfig, PreTrainedConfig
 
 from .errors import InputError
+from .layout_s2gr import NUM_SPECIAL_TOKENS, TokenLayout
 
-NUM_SPECIAL_TOKENS = 4
 ENCODER_MODES = ("causal", "bidirectional")
 CODES_PER_CLUSTER = 16  # Kc = 16 at K = 256
 MIN_CLUSTERS = 4
@@ -196,9 +189,14 @@ class S2GRConfig(PreTrainedConfig):
                 )
 
     @property
+    def layout(self) -> TokenLayout:
+        """The token-id layout of these sizes (`layout_s2gr.py`)."""
+        return TokenLayout(self.num_levels, self.codebook_size, self.dedup_size, self.num_thinking)
+
+    @property
     def layout_vocab_size(self) -> int:
         """4 + L*K + D + T, the vocabulary size implied by the token layout."""
-        return NUM_SPECIAL_TOKENS + self.num_levels * self.codebook_size + self.dedup_size + self.num_thinking
+        return self.layout.vocab_size
 
     @property
     def context_items(self) -> int:
@@ -227,15 +225,15 @@ class S2GRConfig(PreTrainedConfig):
 
     def code_offset(self, level: int) -> int:
         """Token id of code 0 of `level` (level == num_levels is the dedup level)."""
-        return NUM_SPECIAL_TOKENS + level * self.codebook_size
+        return self.layout.code_offset(level)
 
     def level_size(self, level: int) -> int:
         """Number of codes of `level` (K, or D for the dedup level)."""
-        return self.dedup_size if level == self.num_levels else self.codebook_size
+        return self.layout.level_size(level)
 
     def think_token_id(self, step: int) -> int:
         """Token id of <think_{step+1}>."""
-        return NUM_SPECIAL_TOKENS + self.num_levels * self.codebook_size + self.dedup_size + step
+        return self.layout.think_token_id(step)
 
 
 S2GRConfig.register_for_auto_class()  # save_pretrained copies this file and names it in auto_map

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from s2gr.tokenization_s2gr import InvalidSidError, PrefixTables, S2GRTokenizer, UnknownItemError
 
@@ -43,7 +46,7 @@ def make_tokenizer(n: int = 60, levels: int = 3, size: int = 4, **kwargs) -> S2G
 
 @pytest.fixture
 def full_tokenizer() -> S2GRTokenizer:
-    """Small catalog with every optional piece: clusters, centroids and a mixed quantizer state."""
+    """Small catalog with every optional piece: clusters and a mixed quantizer state."""
     item_ids, codes = random_catalog(50, 3, 4, seed=1)
     rng = np.random.default_rng(2)
     state = {
@@ -57,7 +60,6 @@ def full_tokenizer() -> S2GRTokenizer:
         codes=codes,
         codebook_size=4,
         code_clusters=rng.integers(0, 2, size=(3, 4)),
-        cluster_centroids=rng.normal(size=(3, 2, 6)),
         quantizer_state=state,
         max_history_items=7,
     )
@@ -166,14 +168,19 @@ def test_codebook_size_is_required_without_clusters() -> None:
         S2GRTokenizer(item_ids=["a"], codes=np.array([[0, 0, 0, 0]]))
 
 
-def test_centroids_must_cover_the_clusters() -> None:
-    with pytest.raises(ValueError, match="refer to cluster 2 but only 2 centroids"):
-        S2GRTokenizer(
-            item_ids=["a"],
-            codes=np.array([[0, 0, 0, 0]]),
-            code_clusters=np.full((3, 4), 2),
-            cluster_centroids=np.zeros((3, 2, 5)),
-        )
+def test_a_folder_saved_with_cluster_centroids_still_loads(
+    full_tokenizer: S2GRTokenizer, tmp_path: Path
+) -> None:
+    """Earlier versions also wrote the codebook's cluster centroids, which nothing read: they are ignored."""
+    tok = full_tokenizer
+    tok.save_pretrained(tmp_path)
+    arrays = tmp_path / "sid_arrays.safetensors"
+    with safe_open(arrays, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    tensors = load_file(arrays)
+    assert "cluster_centroids" not in tensors
+    save_file({**tensors, "cluster_centroids": torch.zeros(3, 2, 5)}, arrays, metadata=metadata)
+    assert_same_tokenizer(tok, S2GRTokenizer.from_pretrained(tmp_path))
 
 
 # ------------------------------------------------------------------------------------- item <-> SID maps
@@ -520,7 +527,6 @@ def test_from_semantic_ids_duck_typing_and_assign_fn() -> None:
     tok = S2GRTokenizer.from_semantic_ids(item_ids, semantic_ids, num_thinking=0)
     assert (tok.codebook_size, tok.num_thinking) == (4, 0)
     assert np.array_equal(tok.code_clusters, semantic_ids.cluster_of_code)
-    assert np.array_equal(tok.cluster_of_code, semantic_ids.cluster_of_code)
     assert torch.equal(tok.quantizer_state["codebook"], torch.arange(6.0).reshape(2, 3))
     new = tok.add_items(["cold"], embeddings=np.array([[1.0, -1.0, 1.0, 0.0]]), assign_fn=Quantizer().assign)
     assert new[0, :3].tolist() == [1, 0, 1]
@@ -541,9 +547,8 @@ def assert_same_tokenizer(a: S2GRTokenizer, b: S2GRTokenizer) -> None:
         b.num_levels, b.codebook_size, b.dedup_size, b.num_thinking
     )  # fmt: skip
     assert (a.max_history_items, a.padding_side) == (b.max_history_items, b.padding_side)
-    for name in ("code_clusters", "cluster_centroids"):
-        left, right = getattr(a, name), getattr(b, name)
-        assert (left is None and right is None) or np.array_equal(left, right)
+    left, right = a.code_clusters, b.code_clusters
+    assert (left is None and right is None) or np.array_equal(left, right)
     state_a, state_b = a.quantizer_state, b.quantizer_state
     assert (state_a is None) == (state_b is None)
     if state_a is not None:
