@@ -40,9 +40,9 @@ import torch
 
 from s2gr import S2GRRecommender
 from s2gr.data import RecData, embed_items, load_data
+from s2gr.evaluation import ranking_metrics, seen_items
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig, apply_assignments
-from s2gr.training.evaluation import ranking_metrics, seen_items
 from s2gr.training.finetune import (
     ATTENTION_PROJECTIONS,
     DEFAULT_LORA_RANK,

@@ -6,7 +6,7 @@
 item: two steps ahead, a diagnostic of where a lead on validation that test does not show comes from.
 
 RUN is a run folder of ``quality.py`` or ``s2gr train`` (``run_config.yaml`` + ``model/``). Each run ranks
-the split's users as in training's evaluation (beam 20, seen items excluded); a user's NDCG@10 is averaged
+the split's users as in training's evaluation (``s2gr.evaluation``: default beam, seen items excluded); a user's NDCG@10 is averaged
 over the runs of a group (the seeds), then users are resampled with replacement: the 95 % interval of
 ``mean(a) / mean(b) - 1`` is what the relative difference is known to. With 943 ML-100K users it is wide,
 so a target such as "+5 %" needs that resolution to be decidable at all.
@@ -50,7 +50,7 @@ def paired_bootstrap(
 def split_rows(splits: Any, split: str) -> tuple[Any, list[list[str]]]:
     """The rows to rank (``history``, ``target``) and each user's seen items for ``split``; "test-skip" is
     the validation histories with the test targets (the validation item counts as seen)."""
-    from s2gr.training.evaluation import seen_items
+    from s2gr.evaluation import seen_items
 
     if split != "test-skip":
         return splits[split], seen_items(splits, split)
@@ -87,9 +87,8 @@ def run_scores(run: Path, split: str, num_beams: int) -> np.ndarray:
             pass  # an unreadable cache is ranked again and replaced below
     from s2gr.checkpoint import load_checkpoint
     from s2gr.data.assets import write_atomically
-    from s2gr.metrics.recommendation.recommendation import per_user_scores
+    from s2gr.evaluation import per_user_scores, rank_split
     from s2gr.training.config import RunConfig
-    from s2gr.training.recommend import rank_split
     from s2gr.training.run import load_run_data
 
     data = load_run_data(RunConfig.from_yaml(run / "run_config.yaml"))
@@ -106,13 +105,15 @@ def group_scores(runs: Sequence[str], split: str, num_beams: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    from s2gr.beam_search_s2gr import DEFAULT_NUM_BEAMS
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--a", nargs="+", required=True, metavar="RUN", help="run folders of model A (seeds)")
     parser.add_argument("--b", nargs="+", required=True, metavar="RUN", help="run folders of model B (seeds)")
     parser.add_argument("--split", choices=["test", "validation", "test-skip"], default="test")
-    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--num-beams", type=int, default=DEFAULT_NUM_BEAMS)
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the result as JSON here")

@@ -170,7 +170,7 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
 
 
 def run_most_popular(base: dict[str, Any]) -> dict[str, Any]:
-    from s2gr.training.evaluation import most_popular, ranking_metrics
+    from s2gr.evaluation import most_popular, ranking_metrics
 
     started = time.perf_counter()
     data = base_data(base)

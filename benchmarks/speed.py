@@ -282,6 +282,8 @@ def case_recommend(
 ) -> dict:
     """Users/s of beam 20, top 10 over real test histories, ``repeats`` passes: ``recommend`` or
     ``generate`` + trie."""
+    from s2gr.beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
+
     data, tokenizer = _catalog(dataset, 3 if thinking else 0)
     model = (
         _model(tokenizer, "bidirectional", setup["model"]).eval().requires_grad_(False)
@@ -295,8 +297,8 @@ def case_recommend(
         def run():
             return model.generate(
                 **batch,
-                num_beams=20,
-                num_return_sequences=10,
+                num_beams=DEFAULT_NUM_BEAMS,
+                num_return_sequences=DEFAULT_TOP_K,
                 max_new_tokens=tokenizer.num_levels + 1,
                 prefix_allowed_tokens_fn=allowed,
                 do_sample=False,
@@ -306,7 +308,11 @@ def case_recommend(
 
         def run():
             return model.recommend(
-                batch["input_ids"], batch["attention_mask"], tables, top_k=10, num_beams=20
+                batch["input_ids"],
+                batch["attention_mask"],
+                tables,
+                top_k=DEFAULT_TOP_K,
+                num_beams=DEFAULT_NUM_BEAMS,
             )
 
     with torch.no_grad():

@@ -13,18 +13,19 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
 
+from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
 from .checkpoint import default_device, load_checkpoint
 from .codebook import CodebookConfig
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
 from .errors import InputError, S2GRError
+from .evaluation import split_metrics, user_sequence
 from .hub import push_checkpoint
-from .recommender import S2GRRecommender
+from .recommender import DEFAULT_BATCH_SIZE, S2GRRecommender
 from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
-from .training.evaluation import user_sequence
 from .training.presets import DEMO
-from .training.run import load_run_data, split_metrics, train_run
+from .training.run import load_run_data, train_run
 
 # Characters of item text shown per recommendation.
 TEXT_WIDTH = 70
@@ -314,7 +315,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "save_pretrained'ed together (for a Hub model: `hf download USER/NAME --local-dir DIR` first)",
     )
     parser.add_argument(
-        "--num-beams", type=int, default=20, help="beam width of the constrained search (default 20)"
+        "--num-beams",
+        type=int,
+        default=DEFAULT_NUM_BEAMS,
+        help=f"beam width of the constrained search (default {DEFAULT_NUM_BEAMS})",
     )
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda when available, else cpu)"
@@ -488,7 +492,12 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     add_data_args(evaluate)
     evaluate.add_argument("--split", choices=["test", "validation"], default="test", help="(default test)")
     add_exclude_seen_arg(evaluate, "what a user saw before the target (default: on, as in training)")
-    evaluate.add_argument("--batch-size", type=int, default=256, help="users per beam search (default 256)")
+    evaluate.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"users per beam search (default {DEFAULT_BATCH_SIZE})",
+    )
     evaluate.add_argument("--out", metavar="DIR", help="also write DIR/metrics.json")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -513,7 +522,9 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     who = recommend.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="USER_ID", help="a user id of the data set")
     who.add_argument("--history", nargs="+", metavar="ITEM", help="item ids, oldest first")
-    recommend.add_argument("--top-k", type=int, default=10, help="items to recommend (default 10)")
+    recommend.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, help=f"items to recommend (default {DEFAULT_TOP_K})"
+    )
     add_exclude_seen_arg(recommend, "a known item of the user or history (default: on)")
     add_data_args(recommend)
     recommend.set_defaults(handler=cmd_recommend)

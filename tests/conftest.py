@@ -105,7 +105,8 @@ def tiny_s2gr(tmp_path_factory: pytest.TempPathFactory) -> TinyS2GR:
     from transformers import set_seed
 
     from s2gr.catalog import build_catalog
-    from s2gr.training.run import load_run_data, new_model, run_summary, save_model, split_metrics
+    from s2gr.evaluation import split_metrics
+    from s2gr.training.run import load_run_data, new_model, run_summary, save_model
 
     config = tiny_config(tmp_path_factory.mktemp("tiny-run"))
     with single_thread():

@@ -30,7 +30,7 @@ from s2gr.data import (
 from s2gr.data import assets as assets_module
 from s2gr.data import embeddings as embeddings_module
 from s2gr.data import readers as readers_module
-from s2gr.training.evaluation import most_popular, seen_items
+from s2gr.evaluation import most_popular, seen_items
 
 COLUMNS = ["user_id", "item_id", "timestamp"]
 

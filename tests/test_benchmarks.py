@@ -23,9 +23,8 @@ from s2gr.configuration_s2gr import S2GRConfig
 from s2gr.data import load_data
 from s2gr.data.assets import fetch_asset
 from s2gr.data.preprocess import chronological
-from s2gr.metrics.recommendation.recommendation import per_user_scores
+from s2gr.evaluation import most_popular, per_user_scores, ranking_metrics
 from s2gr.training.config import RunConfig
-from s2gr.training.evaluation import most_popular, ranking_metrics
 from s2gr.training.run import context_items, native_bf16
 from s2gr.training.samples import sliding_window_samples
 

@@ -16,8 +16,7 @@ from tiny_runs import single_thread
 
 from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
 from s2gr.cli import main
-from s2gr.training.evaluation import seen_items, user_sequence
-from s2gr.training.recommend import evaluate_split
+from s2gr.evaluation import evaluate_split, seen_items, user_sequence
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")  # column order of the printed table
 # A ranked row of `s2gr recommend`: rank, item id, score (4 decimals), optional text.

@@ -33,10 +33,9 @@ from tiny_runs import (
     tiny_config,
 )
 
+from s2gr.evaluation import evaluate_split, seen_items
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 from s2gr.tokenization_s2gr import S2GRTokenizer
-from s2gr.training.evaluation import seen_items
-from s2gr.training.recommend import evaluate_split
 from s2gr.training.run import load_run_data, train_run
 
 OVERRIDES = {**SGD, "learning_rate": 0.1, "max_steps": 6}

@@ -10,8 +10,8 @@ from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2gr.evaluation import most_popular, ranking_metrics, seen_items
 from s2gr.metrics import RECOMMENDATION_METRIC
-from s2gr.training.evaluation import most_popular, ranking_metrics, seen_items
 
 
 def test_metric_loads_with_evaluate_and_scores_known_ranks() -> None:

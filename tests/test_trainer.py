@@ -34,11 +34,10 @@ import s2gr.catalog as catalog_module
 import s2gr.training.trainer as trainer_module
 from s2gr import S2GRRecommender
 from s2gr.catalog import build_catalog
+from s2gr.evaluation import evaluate_split, seen_items
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
-from s2gr.training.evaluation import seen_items
-from s2gr.training.recommend import evaluate_split
 from s2gr.training.run import build_trainer, load_run_data, new_model, train_run, trains_in_bf16
 from s2gr.training.samples import count_targets
 

@@ -9,10 +9,10 @@ from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2gr.evaluation import seen_items
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.collator import HistoryCollator, SegmentCollator
 from s2gr.training.config import RunConfig
-from s2gr.training.evaluation import seen_items
 from s2gr.training.samples import (
     count_targets,
     refit_sequences,

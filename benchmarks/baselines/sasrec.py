@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from s2gr.data import RecData
-from s2gr.training.evaluation import ranking_metrics, reported_splits, seen_items
+from s2gr.evaluation import ranking_metrics, reported_splits, seen_items
 from s2gr.training.samples import check_recent_targets, first_target, training_split
 
 

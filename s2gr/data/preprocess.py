@@ -6,7 +6,7 @@ Steps, all vectorised with NumPy so they scale to logs far larger than MovieLens
    (same user, item and timestamp, e.g. a log concatenated twice) is removed. A repeated
    ``(user, item)`` pair at a later time is removed too: **each user keeps only the first
    (earliest) interaction with an item**. This is the usual setting of sequential recommendation
-   benchmarks, and the one consistent with the evaluation: ``s2gr.training.evaluation.seen_items``
+   benchmarks, and the one consistent with the evaluation: ``s2gr.evaluation.seen_items``
    excludes everything a user interacted with before the target from the ranking, so a re-consumed
    item as target could never be hit; with first occurrences only, no validation or test target is
    ever among the user's earlier items. Re-consumption signal is lost, by design. Both counts are

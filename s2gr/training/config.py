@@ -21,10 +21,12 @@ from typing import Any, Union, get_args, get_origin
 
 import yaml
 
+from ..beam_search_s2gr import DEFAULT_NUM_BEAMS
 from ..codebook import CodebookConfig
 from ..configuration_s2gr import ENCODER_MODES, S2GRConfig
 from ..data import DATASETS, Columns
 from ..errors import InputError, MissingFileError
+from ..recommender import DEFAULT_BATCH_SIZE
 
 MIXED_PRECISION = ("auto", "bf16", "no")
 
@@ -325,8 +327,10 @@ class RunConfig:
     )
     eval_every_epochs: float = setting(1.0, "epochs between validation evaluations and checkpoints", POSITIVE)
     patience: int = setting(5, "evaluations without NDCG@10 gain before stopping; 0 = never", NON_NEGATIVE)
-    num_beams: int = setting(20, "beam width of the evaluation's constrained search", AT_LEAST_ONE)
-    eval_batch_size: int = setting(256, "users per evaluation batch", AT_LEAST_ONE)
+    num_beams: int = setting(
+        DEFAULT_NUM_BEAMS, "beam width of the evaluation's constrained search", AT_LEAST_ONE
+    )
+    eval_batch_size: int = setting(DEFAULT_BATCH_SIZE, "users per evaluation batch", AT_LEAST_ONE)
     exclude_seen: bool = setting(True, "filter each user's past items from the evaluation rankings")
     logging_steps: int = setting(20, "optimiser steps between training-loss logs", AT_LEAST_ONE)
     gradient_accumulation_steps: int = setting(1, "batches per optimiser step", AT_LEAST_ONE)

@@ -90,6 +90,7 @@ from ..codebook.stats import collision_stats, level_usage
 from ..data import RecData, embed_items
 from ..data.loading import build_recdata
 from ..errors import InputError, MissingFileError
+from ..evaluation import final_metrics
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
 from ..tokenization_s2gr import S2GRTokenizer
 from .config import RunConfig
@@ -97,7 +98,6 @@ from .run import (
     MODEL_DIR,
     RunResult,
     build_trainer,
-    final_metrics,
     load_run_data,
     process_state,
     run_summary,

@@ -25,7 +25,6 @@ DEMO: dict[str, Any] = {
     "batch_size": 16,
     "segment_items": 80,
     "lr": 0.003,
-    "num_beams": 20,
     "logging_steps": 50,
     "model": {
         "d_model": 64,

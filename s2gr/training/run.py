@@ -34,14 +34,13 @@ from ..codebook import plot_code_usage
 from ..configuration_s2gr import S2GRConfig
 from ..data import Columns, RecData, load_data
 from ..errors import InputError
+from ..evaluation import final_metrics, reported_splits, seen_items
 from ..hub_cards import build_model_card
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
 from ..tokenization_s2gr import S2GRTokenizer
 from .collator import HistoryCollator, SegmentCollator
 from .config import RunConfig
-from .evaluation import most_popular, ranking_metrics, reported_splits, seen_items
 from .plots import plot_training_curves
-from .recommend import evaluate_split
 from .run_folder import (
     CATALOG_DIR,
     CONFIG_FILE,
@@ -222,61 +221,6 @@ def build_trainer(
         recommend_seen=seen_items(data.splits, "validation") if config.exclude_seen and validate else None,
         num_beams=config.num_beams,
     )
-
-
-def final_metrics(
-    model: S2GRForGenerativeRecommendation, tokenizer: S2GRTokenizer, data: RecData, config: RunConfig
-) -> dict[str, Any]:
-    """Validation (not under ``refit``) and test metrics with and without seen-item filtering, and the
-    most-popular baseline.
-
-    Keys: the split name for the run's ``exclude_seen`` setting, ``{split}_filtered``/``_unfiltered`` for
-    the other one.
-    """
-    metrics: dict[str, Any] = {"s2gr": {}, "most_popular": {}}
-    for split in reported_splits(config.refit):
-        for exclude in (True, False):
-            key = (
-                split
-                if exclude == config.exclude_seen
-                else f"{split}_{'filtered' if exclude else 'unfiltered'}"
-            )
-            values = split_metrics(
-                model,
-                tokenizer,
-                data,
-                split,
-                exclude_seen=exclude,
-                num_beams=config.num_beams,
-                batch_size=config.eval_batch_size,
-            )
-            for method, result in values.items():
-                metrics[method][key] = result
-    return metrics
-
-
-def split_metrics(
-    model: S2GRForGenerativeRecommendation,
-    tokenizer: S2GRTokenizer,
-    data: RecData,
-    split: str,
-    *,
-    exclude_seen: bool = True,
-    num_beams: int = 20,
-    batch_size: int = 256,
-    progress: bool = False,
-) -> dict[str, dict[str, float]]:
-    """Recall@5/10, NDCG@5/10 of S2GR and of the most-popular baseline on one leave-one-out split,
-    ranking every item, optionally without the items each user saw before the target."""
-    rows = data.splits[split]
-    seen = seen_items(data.splits, split) if exclude_seen else None
-    popular = most_popular(data.splits, split, top_k=10, exclude_seen=exclude_seen)
-    return {
-        "s2gr": evaluate_split(
-            model, tokenizer, rows, seen=seen, num_beams=num_beams, batch_size=batch_size, progress=progress
-        ),
-        "most_popular": ranking_metrics(popular, rows["target"]),
-    }
 
 
 def run_summary(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datasets import Dataset, DatasetDict
 
 from ..errors import InputError
-from .evaluation import seen_items
+from ..evaluation import seen_items
 
 
 def refit_sequences(splits: DatasetDict) -> Dataset:

@@ -26,8 +26,9 @@ import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..beam_search_s2gr import DEFAULT_NUM_BEAMS
 from ..errors import InputError
-from .recommend import evaluate_split
+from ..evaluation import evaluate_split
 
 LOSS_TERMS = ("rec_loss", "align_loss", "infonce_loss", "reg_loss")
 
@@ -40,7 +41,7 @@ class S2GRTrainer(Trainer):
         self,
         *args: Any,
         recommend_seen: Sequence[Sequence[str]] | None = None,
-        num_beams: int = 20,
+        num_beams: int = DEFAULT_NUM_BEAMS,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
