@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from s2gr import S2GRRecommender
+from s2gr.checkpoint import load_checkpoint
 from s2gr.data import RecData, embed_items, load_data
 from s2gr.evaluation import ranking_metrics, seen_items
 from s2gr.tokenization_s2gr import S2GRTokenizer
@@ -48,7 +49,6 @@ from s2gr.training.finetune import (
     DEFAULT_LORA_RANK,
     finetune_run,
     hold_out_items,
-    load_base,
 )
 from s2gr.training.run import MODEL_DIR, train_run
 
@@ -263,7 +263,7 @@ def main() -> None:
                 data=data,
                 embeddings=embeddings,
             )
-    base_model, base_tokenizer = load_base(base_dir)
+    base_model, base_tokenizer = load_checkpoint(base_dir)
     tokenizer = S2GRTokenizer.from_pretrained(next(iter(tuned.values())).model_dir)  # the extended catalog
     models = {"base": (base_model, base_tokenizer), "zero_shot": (base_model, tokenizer)}
     for method, result in tuned.items():

@@ -37,27 +37,19 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/baselines when run as a script
 
-from s2gr.codebook import CodebookConfig
 from s2gr.training.config import RunConfig, apply_assignments
 from s2gr.training.presets import DEMO
+from s2gr.training.presets import METHODS as VARIANTS
 
-# The fields where the plain RQ-VAE of TIGER differs from CoBa (the default codebook).
-PLAIN = {
-    key: value
-    for key, value in asdict(CodebookConfig.plain()).items()
-    if getattr(CodebookConfig(), key) != value
-}
+# The package's methods (s2gr.training.presets.METHODS: `s2gr train --tiger` is this "tiger") and one that
+# only the benchmark runs.
 GENERATIVE: dict[str, dict[str, Any]] = {
-    "s2gr": {},
-    "tiger": {"codebook": PLAIN, "num_thinking": 0},
-    "coba-only": {"num_thinking": 0},
-    "thinking-only": {"codebook": PLAIN},
+    **VARIANTS,
     # batch_size counts windows (one target each) in this mode, segments (up to 64 targets) in the others
     "s2gr-bidirectional": {"encoder_mode": "bidirectional", "batch_size": 256},
 }

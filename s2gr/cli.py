@@ -24,7 +24,7 @@ from .hub import push_checkpoint
 from .recommender import DEFAULT_BATCH_SIZE, S2GRRecommender
 from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
-from .training.presets import DEMO
+from .training.presets import DEMO, with_method
 from .training.run import load_run_data, train_run
 
 # Characters of item text shown per recommendation.
@@ -230,8 +230,20 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoder-mode", choices=["causal", "bidirectional"], help="fast causal (default) or TIGER"
     )
-    parser.add_argument(
-        "--tiger", action="store_true", help="no thinking tokens (num_thinking=0): the TIGER baseline"
+    method = parser.add_mutually_exclusive_group()
+    method.add_argument(
+        "--tiger",
+        action="store_const",
+        const="tiger",
+        dest="method",
+        help="the TIGER baseline: plain RQ-VAE codebook and no thinking tokens (the benchmarks' tiger)",
+    )
+    method.add_argument(
+        "--no-thinking",
+        action="store_const",
+        const="coba-only",
+        dest="method",
+        help="S2GR's CoBa codebook without thinking tokens (num_thinking=0; the benchmarks' coba-only)",
     )
     parser.add_argument("--seed", type=int, help="random seed of training")
     parser.add_argument(
@@ -288,8 +300,10 @@ def run_config_from_args(args: argparse.Namespace, base: dict | None = None) -> 
     if args.interactions:
         values.update(dataset=None, interactions=args.interactions, items=args.items)
     flags = {"dataset": args.dataset, "output_dir": args.output_dir, "epochs": args.epochs}
-    flags |= {"encoder_mode": args.encoder_mode, "seed": args.seed, "num_thinking": 0 if args.tiger else None}
+    flags |= {"encoder_mode": args.encoder_mode, "seed": args.seed}
     values.update({key: value for key, value in flags.items() if value is not None})
+    if args.method is not None:
+        values = with_method(values, args.method)
     try:
         apply_assignments(values, args.set)
     except ValueError as error:

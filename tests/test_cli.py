@@ -323,7 +323,7 @@ def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:
             str(config_file),
             "--epochs",
             "5",
-            "--tiger",
+            "--no-thinking",
             "--set",
             "model.d_model=48",
             "--set",
@@ -340,6 +340,39 @@ def test_run_config_from_a_yaml_file_then_flags_then_set(tmp_path) -> None:
         run_config_from_args(parser.parse_args(["--set", "epochs"]))
     with pytest.raises(ValueError, match="unknown field"):
         run_config_from_args(parser.parse_args(["--set", "epoch=3"]))
+
+
+def test_tiger_is_the_benchmarks_tiger_and_no_thinking_keeps_the_coba_codebook(tmp_path) -> None:
+    """`--tiger` trains what the benchmarks and the README call TIGER: plain RQ-VAE codebook, no thinking."""
+    import argparse
+    import sys
+    from dataclasses import replace
+
+    from s2gr.cli import add_run_args, run_config_from_args
+    from s2gr.codebook import CodebookConfig
+    from s2gr.training.presets import METHODS
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import quality
+
+    parser = argparse.ArgumentParser()
+    add_run_args(parser)
+    tiger = run_config_from_args(parser.parse_args(["--tiger", "--seed", "3", "--output-dir", str(tmp_path)]))
+    benchmark = quality.run_config("tiger", 3, {}, tmp_path)
+    assert tiger.num_thinking == 0 and tiger.codebook_config() == CodebookConfig.plain()
+    # The benchmark also seeds the codebook with the run's seed; everything else is the same model.
+    assert (
+        benchmark.num_thinking == 0
+        and replace(benchmark.codebook_config(), seed=0) == tiger.codebook_config()
+    )
+    assert quality.GENERATIVE["tiger"] == METHODS["tiger"]
+    coba = run_config_from_args(parser.parse_args(["--no-thinking"]))
+    assert coba.num_thinking == 0 and coba.codebook_config() == CodebookConfig()
+    # The codebook flags of --set still apply on top of a method.
+    plain_more = run_config_from_args(parser.parse_args(["--tiger", "--set", "codebook.num_clusters=8"]))
+    assert plain_more.codebook_config() == CodebookConfig.plain(num_clusters=8)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--tiger", "--no-thinking"])
 
 
 def test_demo_preset_is_the_base_and_flags_override_it() -> None:

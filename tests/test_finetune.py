@@ -17,6 +17,7 @@ import torch
 from tiny_runs import TINY_CODEBOOK, TINY_MODEL
 
 from s2gr import S2GRRecommender
+from s2gr.checkpoint import load_checkpoint
 from s2gr.cli import main
 from s2gr.codebook import FrozenQuantizer
 from s2gr.data import RecData, embed_items, load_data
@@ -28,7 +29,6 @@ from s2gr.training.finetune import (
     extend_catalog,
     finetune_run,
     hold_out_items,
-    load_base,
     load_finetuned_adapter,
     lora_model,
     sid_token_ids,
@@ -129,7 +129,7 @@ def test_hold_out_removes_items_and_their_interactions(runs: Runs) -> None:
 
 
 def test_new_items_get_sids_old_sids_unchanged(runs: Runs) -> None:
-    _, base_tokenizer = load_base(runs.base_dir)
+    _, base_tokenizer = load_checkpoint(runs.base_dir)
     tokenizer = S2GRTokenizer.from_pretrained(runs.output / "model")
     old = base_tokenizer.num_items
     assert sorted(runs.new_items) == sorted(runs.held_out)
@@ -154,7 +154,7 @@ def test_new_items_are_recommendable(runs: Runs) -> None:
     )
     assert all(len(ranking) == 5 and set(ranking) <= set(runs.new_items) for ranking in rankings)
     # The base model cannot name them: they are not in its catalog.
-    base_model, base_tokenizer = load_base(runs.base_dir)
+    base_model, base_tokenizer = load_checkpoint(runs.base_dir)
     known = set(base_tokenizer.item_ids)
     base_histories = [[item for item in history if item in known] for history in histories]
     base_rankings = S2GRRecommender(base_model, base_tokenizer).recommend(base_histories, top_k=10)
@@ -227,7 +227,7 @@ def test_lora_round_trip_and_merge_on_trained_tokens(tmp_path: Path) -> None:
 
 
 def test_no_new_items_still_fine_tunes(runs: Runs, tmp_path: Path) -> None:
-    _, base_tokenizer = load_base(runs.base_dir)
+    _, base_tokenizer = load_checkpoint(runs.base_dir)
     index = runs.data.item_index()
     base_embeddings = runs.embeddings[[index[item] for item in runs.base.item_ids]]
     with warnings.catch_warnings():
@@ -247,7 +247,7 @@ def test_no_new_items_still_fine_tunes(runs: Runs, tmp_path: Path) -> None:
 
 
 def test_full_dedup_level_is_a_clear_error(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, tokenizer = load_base(runs.base_dir)
+    _, tokenizer = load_checkpoint(runs.base_dir)
     crowded = tokenizer.codes[0, :-1]  # every new item lands on the first item's level codes
     monkeypatch.setattr(
         FrozenQuantizer, "assign", lambda self, x, graph_features=None: np.tile(crowded, (len(x), 1))
@@ -260,13 +260,13 @@ def test_full_dedup_level_is_a_clear_error(runs: Runs, monkeypatch: pytest.Monke
 
 def test_bad_base_folders(tmp_path: Path, runs: Runs) -> None:
     config = tiny_config(tmp_path / "out", 1)
-    with pytest.raises(FileNotFoundError, match="no such base model folder"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         finetune_run(tmp_path / "missing", config, data=runs.data, embeddings=runs.embeddings)
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a loadable S2GR model folder"):
-        load_base(corrupt)
+        load_checkpoint(corrupt)
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     for file in runs.base_dir.iterdir():
@@ -274,8 +274,13 @@ def test_bad_base_folders(tmp_path: Path, runs: Runs) -> None:
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match="not a loadable S2GR model folder"):
-        load_base(truncated)
+        load_checkpoint(truncated)
     # The CLI turns it into a message and exit code 2.
     assert main(["finetune", "--base", str(tmp_path / "missing"), "--dataset", "ml-100k"]) == 2
     # A run folder is accepted for its model/ folder.
-    assert load_base(runs.base_dir.parent)[1].item_ids == load_base(runs.base_dir)[1].item_ids
+    run_folder = runs.base_dir.parent
+    _, tokenizer = load_checkpoint(run_folder)
+    assert tokenizer.item_ids == load_checkpoint(runs.base_dir)[1].item_ids
+    # One loader: `s2gr recommend` and `evaluate` accept the run folder that `finetune --base` accepts.
+    history = ["--history", tokenizer.item_ids[0], "--num-beams", "2", "--device", "cpu"]
+    assert main(["recommend", "--model", str(run_folder), *history]) == 0

@@ -2,8 +2,9 @@
 
 ``finetune_run(base_dir, config, lora=False)`` (``s2gr finetune --base FOLDER --dataset ... [--lora]``):
 
-1. **Base.** ``from_pretrained`` of the base model and its tokenizer (a ``model/`` folder of a training run,
-   or the run folder itself); a missing or unreadable folder is a clear ``FileNotFoundError``/``ValueError``.
+1. **Base.** The base model and its tokenizer, read by ``s2gr.checkpoint.load_checkpoint`` (the loader of
+   ``s2gr evaluate`` and ``recommend`` too): a ``model/`` folder of a training run, or the run folder itself; a
+   missing or unreadable folder is a clear ``FileNotFoundError``/``ValueError``.
 2. **Catalog.** Every item of the new data set that the tokenizer lacks gets a SID from the *frozen* codebook
    (``extend_catalog``): the tokenizer's stored quantizer state is rebuilt (``FrozenQuantizer.from_state_dict``)
    and assigns the new items' features; ``S2GRTokenizer.add_items`` appends them with free dedup codes. Old
@@ -85,11 +86,12 @@ import pandas as pd
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import set_seed
 
+from ..checkpoint import load_checkpoint, resolve_model_folder
 from ..codebook import CodebookConfig, FrozenQuantizer, aligned_features
 from ..codebook.stats import collision_stats, level_usage
 from ..data import RecData, embed_items
 from ..data.loading import build_recdata
-from ..errors import InputError, MissingFileError
+from ..errors import InputError
 from ..evaluation import final_metrics
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
 from ..tokenization_s2gr import S2GRTokenizer
@@ -227,37 +229,6 @@ def catalog_stats(tokenizer: S2GRTokenizer) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------- model
 
 
-def resolve_base(base_dir: str | Path) -> Path:
-    """The model folder: ``base_dir`` itself, or its ``model/`` when given a training run's folder."""
-    folder = Path(base_dir)
-    if not folder.is_dir():
-        raise MissingFileError(
-            f"{folder}: no such base model folder (give the model/ folder of a training run)."
-        )
-    if not (folder / "config.json").is_file() and (folder / MODEL_DIR / "config.json").is_file():
-        return folder / MODEL_DIR
-    return folder
-
-
-def load_base(base_dir: str | Path) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
-    """Model and tokenizer of a saved S2GR folder; unreadable or mismatched folders raise ``ValueError``."""
-    folder = resolve_base(base_dir)
-    try:
-        model = S2GRForGenerativeRecommendation.from_pretrained(folder)
-        tokenizer = S2GRTokenizer.from_pretrained(folder)
-    except Exception as error:  # OSError, JSON/safetensors errors, shape mismatches: all mean "not a base"
-        raise InputError(
-            f"{folder} is not a loadable S2GR model folder ({type(error).__name__}: {error}). Give the model/ "
-            "folder written by `s2gr train` (config.json, model.safetensors and the tokenizer files)."
-        ) from error
-    if model.config.vocab_size != tokenizer.vocab_size:
-        raise InputError(
-            f"{folder}: the model has {model.config.vocab_size} token embeddings but the tokenizer's vocabulary "
-            f"has {tokenizer.vocab_size} tokens; the folder mixes two checkpoints."
-        )
-    return model, tokenizer
-
-
 def lora_model(
     model: S2GRForGenerativeRecommendation,
     token_ids: Sequence[int],
@@ -305,8 +276,8 @@ def finetune_run(
     Under ``accelerate launch`` every process runs this (the catalog extension is deterministic); only the main
     process writes files, as in ``train_run``."""
     started = time.perf_counter()
-    base = resolve_base(base_dir)
-    model, tokenizer = load_base(base)
+    base = resolve_model_folder(base_dir)
+    model, tokenizer = load_checkpoint(base)
     config = _config_for_base(config, model)
     set_seed(config.seed)
     output = Path(config.output_dir)
@@ -388,7 +359,7 @@ def _config_for_base(config: RunConfig, model: S2GRForGenerativeRecommendation) 
 
 def load_finetuned_adapter(base_dir: str | Path, adapter_dir: str | Path) -> tuple[PeftModel, S2GRTokenizer]:
     """The base model with a saved adapter on top, and the extended tokenizer saved with it."""
-    model, _ = load_base(base_dir)
+    model, _ = load_checkpoint(base_dir)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))

@@ -1,19 +1,24 @@
-"""Named run presets. ``DEMO`` is what ``make demo`` trains: S2GR on MovieLens-100K, sized so that data,
-codebook, training and evaluation finish within 15 minutes on 2 CPU cores (a smaller transformer than the
-TIGER-size default of ``S2GRConfig``; the CPU quality benchmarks use it too).
+"""Named run presets and the methods the benchmarks compare.
 
-10 epochs with an evaluation every 2 took 11 minutes of training on the slowest idle 2-core machine measured
-(4 on a fast one), so that ``make demo`` on a fresh clone (venv and installs about 2.5 minutes) ends within
-15; the time budget stops a still slower machine's run at 11.5 minutes with a last evaluation, so it ends in
-time (with a somewhat weaker model).
+``DEMO`` is what ``make demo`` trains: S2GR on MovieLens-100K, sized so that data, codebook, training and
+evaluation finish within 15 minutes on 2 CPU cores, ``make demo`` on a fresh clone included (a smaller
+transformer than the TIGER-size default of ``S2GRConfig``; the CPU quality benchmarks use it too). Its time
+budget stops a slower machine's run with a last evaluation, so the demo ends in time with a somewhat weaker
+model. History 10 instead of ``RunConfig``'s 20: on MovieLens-100K the most recent items carry the signal
+(README, "Quality on MovieLens-100K").
 
-History 10 instead of ``RunConfig``'s 20: on MovieLens-100K the most recent items carry the signal; with 10
-every method measured gained on validation and test (README, "Quality on MovieLens-100K"), and the demo
-itself went from validation NDCG@10 .0727 to .0843."""
+``METHODS``: the variants of S2GR, each a set of ``RunConfig`` fields on top of a run's own. ``tiger`` is the
+TIGER baseline, plain RQ-VAE codebook and no thinking tokens (``s2gr train --tiger``); ``coba-only`` keeps the
+CoBa codebook and drops the thinking tokens (``--no-thinking``); ``thinking-only`` is the plain codebook with
+thinking tokens. ``benchmarks/quality.py`` runs these definitions.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
+
+from ..codebook import CodebookConfig
 
 DEMO: dict[str, Any] = {
     "output_dir": "runs/demo",
@@ -35,3 +40,25 @@ DEMO: dict[str, Any] = {
         "decoder_layers": 2,
     },
 }
+
+# The codebook fields where TIGER's plain RQ-VAE differs from CoBa (the default codebook).
+PLAIN_CODEBOOK: dict[str, Any] = {
+    key: value
+    for key, value in asdict(CodebookConfig.plain()).items()
+    if getattr(CodebookConfig(), key) != value
+}
+METHODS: dict[str, dict[str, Any]] = {
+    "s2gr": {},
+    "tiger": {"codebook": PLAIN_CODEBOOK, "num_thinking": 0},
+    "coba-only": {"num_thinking": 0},
+    "thinking-only": {"codebook": PLAIN_CODEBOOK},
+}
+
+
+def with_method(values: dict[str, Any], method: str) -> dict[str, Any]:
+    """``RunConfig`` fields ``values`` with ``METHODS[method]`` on top (codebook fields merged, not replaced)."""
+    variant = METHODS[method]
+    merged = {**values, **{key: value for key, value in variant.items() if key != "codebook"}}
+    if "codebook" in variant:
+        merged["codebook"] = {**values.get("codebook", {}), **variant["codebook"]}
+    return merged
