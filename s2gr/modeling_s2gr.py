@@ -101,8 +101,17 @@ from .layers_s2gr import (
     validate_sequences,
 )
 
-# transformers < 5.2x's GenerationMixin passes and reads the cache as `past_key_values` (later: `cache`).
-_LEGACY_CACHE_NAME = not hasattr(ModelOutput, "_replace_old_cache_name")
+
+def uses_legacy_cache_name() -> bool:
+    """Whether this transformers' `GenerationMixin` passes and reads the decoding cache as `past_key_values`.
+
+    Later versions call it `cache` and keep a public `ModelOutput.past_key_values` property for old readers;
+    its absence marks the old name. `tests/test_modeling.py` checks this against what `generate()` passes.
+    """
+    return not isinstance(getattr(ModelOutput, "past_key_values", None), property)
+
+
+_LEGACY_CACHE_NAME = uses_legacy_cache_name()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -251,7 +251,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
 
     def get_vocab(self) -> dict[str, int]:
         vocab = dict(self._vocab)
-        vocab.update(self._added_tokens_encoder)
+        vocab.update(self.get_added_vocab())
         return vocab
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:

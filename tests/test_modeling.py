@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from s2gr.configuration_s2gr import S2GRConfig
 from s2gr.layers_s2gr import chunk_windows, labels_to_code_ids
-from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
+from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation, uses_legacy_cache_name
 
 LEVELS, CODES, DEDUP, CLUSTERS = 3, 8, 3, 4
 PrefixTables = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]  # (offsets, codes, items)
@@ -666,6 +666,29 @@ def test_generate_tiger_yields_valid_sids_and_matches_greedy_recommend() -> None
     )
     top_1 = model.recommend(input_ids, attention_mask, tables, top_k=1, num_beams=1)
     assert torch.equal(greedy[:, 1:], to_tokens(config, top_1.codes[:, 0]))
+
+
+def test_cache_name_matches_what_generate_passes() -> None:
+    """The one probe of transformers internals (`uses_legacy_cache_name`) must agree with what this version's
+    `generate()` actually passes to `forward`; if this fails, transformers renamed the decoding cache again."""
+    model = tiny_model(thinking=False, seed=6, encoder_mode="bidirectional")
+    input_ids, attention_mask, _ = batch_inputs(model.config, make_catalog(24), batch=2)
+    passed: set[str] = set()
+    forward = model.forward
+
+    def recording_forward(*args: object, **kwargs: object) -> object:
+        passed.update(name for name in ("cache", "past_key_values") if kwargs.get(name) is not None)
+        return forward(*args, **kwargs)
+
+    model.forward = recording_forward
+    model.generate(
+        input_ids=input_ids, attention_mask=attention_mask, num_beams=2, max_new_tokens=3, do_sample=False
+    )
+    expected = {"past_key_values"} if uses_legacy_cache_name() else {"cache"}
+    assert passed == expected, (
+        f"generate() passed the decoding cache as {sorted(passed)}, but uses_legacy_cache_name() expects "
+        f"{sorted(expected)}: update s2gr.modeling_s2gr.uses_legacy_cache_name for this transformers version."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from s2gr.evaluation import evaluate_split, seen_items
 from s2gr.modeling_s2gr import S2GRForGenerativeRecommendation
 from s2gr.tokenization_s2gr import S2GRTokenizer
 from s2gr.training.config import RunConfig
-from s2gr.training.run import build_trainer, load_run_data, new_model, train_run, trains_in_bf16
+from s2gr.training.run import build_trainer, cpu_flags, load_run_data, new_model, train_run, trains_in_bf16
 from s2gr.training.samples import count_targets
 
 NO_EVAL = {
@@ -180,6 +180,19 @@ def test_mixed_precision_auto_is_float32_on_a_cpu() -> None:
     assert trains_in_bf16("bf16") is True
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         RunConfig(mixed_precision="fp16")
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags_as_torch_does() -> None:
+    """`native_bf16` reads the kernel's CPU flags instead of torch's private probes; where those probes exist
+    (and /proc/cpuinfo does), both must agree."""
+    probes = [
+        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    flags = cpu_flags()
+    if None in probes or not flags:
+        pytest.skip("no torch CPU probes or no /proc/cpuinfo to compare with")
+    assert ("avx512_bf16" in flags) == probes[0]()
+    assert ("amx_bf16" in flags) == probes[1]()  # AMX tiles come with AMX-BF16 on every CPU that has them
 
 
 def one_epoch_of_batches(tiny, tmp_path: Path, mode: str, group_by_length: bool) -> list[dict]:

@@ -125,7 +125,22 @@ def native_bf16() -> bool:
     """Whether this machine computes bf16 in hardware: a GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (Linux `/proc/cpuinfo`); empty elsewhere, where bf16 then
+    counts as emulated."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {
+        flag
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
 
 
 def trains_in_bf16(mixed_precision: str) -> bool:

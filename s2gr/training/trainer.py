@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -77,9 +77,17 @@ class S2GRTrainer(Trainer):
             return float(self.accelerator.num_processes)
         return 1.0
 
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
-        if not batch_samples or "target_mask" not in batch_samples[0]:
-            return super()._get_num_items_in_batch(batch_samples, device)
+    def get_batch_samples(
+        self, epoch_iterator: Iterator, num_batches: int, device: torch.device
+    ) -> tuple[list, torch.Tensor | int | None]:
+        """The micro-batches of one optimiser step and their item count; in fast mode (no ``labels``) the count
+        is the number of targets × ``config.label_length``, what the ``Trainer`` counts for labels."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batch_samples and "target_mask" in batch_samples[0]:
+            num_items_in_batch = self._count_targets(batch_samples, device)
+        return batch_samples, num_items_in_batch
+
+    def _count_targets(self, batch_samples: list, device: torch.device) -> torch.Tensor:
         label_length = self.accelerator.unwrap_model(self.model).config.label_length
         count = sum(batch["target_mask"].sum() for batch in batch_samples) * label_length
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
