@@ -15,7 +15,7 @@ Files written by `save_pretrained` (besides `tokenizer_config.json` with `L, K, 
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -53,6 +53,47 @@ def _padding_strategy(padding: bool | str | PaddingStrategy) -> PaddingStrategy:
     if padding is False:
         return PaddingStrategy.DO_NOT_PAD
     return PaddingStrategy(padding)
+
+
+def _pack_rows(rows: list[list[int]], width: int | None, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices `(B, n)` padded with -1 on `side`, and the `(B, n)` int64 mask of real items."""
+    if side not in ("right", "left"):
+        raise InputError(f"padding_side must be 'right' or 'left', got {side!r}")
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max(initial=0)) if width is None else width
+    positions = np.arange(width)
+    mask = positions < lengths[:, None]
+    if side == "left":
+        mask = mask[:, ::-1]
+    items = np.full((len(rows), width), -1, dtype=np.int64)
+    items[mask] = np.fromiter((i for row in rows for i in row), dtype=np.int64, count=int(lengths.sum()))
+    return items, mask.astype(np.int64)
+
+
+def _as_batch(data: dict[str, Any], return_tensors: str | None) -> BatchEncoding:
+    if return_tensors is None:
+        data = {
+            key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()
+        }
+    elif return_tensors == "pt":
+        data = {
+            key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+            for key, value in data.items()
+        }
+    return BatchEncoding(data, tensor_type=return_tensors)
+
+
+def _decoder_labels(layout: TokenLayout, sid: np.ndarray) -> np.ndarray:
+    """SID token ids `(N, L+1)` -> decoder labels: `[<think_1>, s1, …, <think_L>, sL, dedup]`, or the SID
+    itself without thinking steps."""
+    if layout.num_thinking == 0:
+        return sid
+    levels = layout.num_levels
+    labels = np.empty((len(sid), 2 * levels + 1), dtype=np.int64)
+    labels[:, 0 : 2 * levels : 2] = layout.think_token_offset + np.arange(levels)
+    labels[:, 1 : 2 * levels : 2] = sid[:, :levels]
+    labels[:, -1] = sid[:, -1]
+    return labels
 
 
 class S2GRTokenizer(PreTrainedTokenizer):
@@ -336,12 +377,12 @@ class S2GRTokenizer(PreTrainedTokenizer):
         limit = self.max_history_items if max_history_items is None else max_history_items
         if limit < 1:
             raise InputError(f"max_history_items must be at least 1, got {limit}")
-        rows = self._rows_to_indices(histories, on_unknown, "history")
+        rows = self._catalog.rows_to_indices(histories, on_unknown, "history")
         if truncation:
             rows = [row[-limit:] for row in rows]
         strategy = _padding_strategy(padding)
         width = max([limit, *map(len, rows)]) if strategy == PaddingStrategy.MAX_LENGTH else None
-        items, mask = self._pack(rows, width, padding_side or self.padding_side)
+        items, mask = _pack_rows(rows, width, padding_side or self.padding_side)
         tokens = self._item_tokens(items).reshape(len(rows), -1)
         token_mask = np.repeat(mask, self.num_levels + 1, axis=1)
         data: dict[str, Any] = {"input_ids": tokens, "attention_mask": token_mask}
@@ -352,7 +393,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
             }
         if targets is not None:
             data["labels"] = self._labels(histories, targets)
-        return self._batch(data, return_tensors)
+        return _as_batch(data, return_tensors)
 
     def encode_sequences(
         self,
@@ -372,43 +413,13 @@ class S2GRTokenizer(PreTrainedTokenizer):
             `BatchEncoding` with `sequence_codes (B, n, L+1)` token ids (`<pad>` = 0 where padded) and
             `sequence_mask (B, n)` int64, 1 on real items; right padded, `n` the longest sequence.
         """
-        rows = self._rows_to_indices(sequences, on_unknown, "sequence")
+        rows = self._catalog.rows_to_indices(sequences, on_unknown, "sequence")
         if max_items is not None:
             if max_items < 1:
                 raise InputError(f"max_items must be at least 1, got {max_items}")
             rows = [row[-max_items:] for row in rows]
-        items, mask = self._pack(rows, None, "right")
-        return self._batch(
-            {"sequence_codes": self._item_tokens(items), "sequence_mask": mask}, return_tensors
-        )
-
-    def _rows_to_indices(self, rows: Sequence[Sequence[str]], on_unknown: str, what: str) -> list[list[int]]:
-        if on_unknown not in ("error", "skip"):
-            raise InputError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
-        out = []
-        for b, row in enumerate(rows):
-            if isinstance(row, str) or not isinstance(row, Iterable):
-                raise TypeError(f"{what} {b} must be a list of item ids, got {type(row).__name__}")
-            indices = self._catalog.indices(row, on_unknown, f"{what} {b}")
-            if not indices:
-                skipped = " after skipping unknown items" if on_unknown == "skip" else ""
-                raise InputError(f"{what} {b} is empty{skipped}: every row needs at least one known item")
-            out.append(indices)
-        return out
-
-    def _pack(self, rows: list[list[int]], width: int | None, side: str) -> tuple[np.ndarray, np.ndarray]:
-        """Item indices `(B, n)` padded with -1 on `side`, and the `(B, n)` int64 mask of real items."""
-        if side not in ("right", "left"):
-            raise InputError(f"padding_side must be 'right' or 'left', got {side!r}")
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        width = int(lengths.max(initial=0)) if width is None else width
-        positions = np.arange(width)
-        mask = positions < lengths[:, None]
-        if side == "left":
-            mask = mask[:, ::-1]
-        items = np.full((len(rows), width), -1, dtype=np.int64)
-        items[mask] = np.fromiter((i for row in rows for i in row), dtype=np.int64, count=int(lengths.sum()))
-        return items, mask.astype(np.int64)
+        items, mask = _pack_rows(rows, None, "right")
+        return _as_batch({"sequence_codes": self._item_tokens(items), "sequence_mask": mask}, return_tensors)
 
     def _item_tokens(self, items: np.ndarray) -> np.ndarray:
         """`(..., )` item indices (-1 = padding) → `(..., L+1)` SID token ids (`<pad>` where padding)."""
@@ -423,28 +434,7 @@ class S2GRTokenizer(PreTrainedTokenizer):
         if isinstance(targets, str) or len(targets) != len(histories):
             raise InputError(f"targets must be a list with one item id per history ({len(histories)})")
         indices = self._catalog.indices(targets, "error", "targets")
-        sid = self._item_tokens(np.asarray(indices, dtype=np.int64))
-        if self.num_thinking == 0:
-            return sid
-        levels = self.num_levels
-        labels = np.empty((len(sid), 2 * levels + 1), dtype=np.int64)
-        labels[:, 0 : 2 * levels : 2] = self.think_token_offset + np.arange(levels)
-        labels[:, 1 : 2 * levels : 2] = sid[:, :levels]
-        labels[:, -1] = sid[:, -1]
-        return labels
-
-    @staticmethod
-    def _batch(data: dict[str, Any], return_tensors: str | None) -> BatchEncoding:
-        if return_tensors is None:
-            data = {
-                key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()
-            }
-        elif return_tensors == "pt":
-            data = {
-                key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
-                for key, value in data.items()
-            }
-        return BatchEncoding(data, tensor_type=return_tensors)
+        return _decoder_labels(self._layout, self._item_tokens(np.asarray(indices, dtype=np.int64)))
 
     # ---------------------------------------------------------------------------------------------- decoding
 
@@ -490,8 +480,6 @@ class S2GRTokenizer(PreTrainedTokenizer):
         names = [item_ids[i] if i >= 0 else None for i in found.tolist()]
         k = array.shape[1]
         return [names[b * k : (b + 1) * k] for b in range(array.shape[0])]
-
-    # ---------------------------------------------------------------------------------- constrained decoding
 
     # ---------------------------------------------------------------------------------- constrained decoding
 
