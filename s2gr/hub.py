@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import httpx
+from transformers.dynamic_module_utils import get_relative_imports
 
 from .errors import InputError, S2GRError
 from .hub_cards import build_model_card
@@ -118,12 +119,20 @@ def _missing_tokenizer_files(folder: Path) -> list[str]:
 
 
 def _missing_code_files(folder: Path) -> list[str]:
-    """Custom code files named by `auto_map` (for `trust_remote_code=True`) that are not in the folder."""
+    """Custom code files named by `auto_map` (for `trust_remote_code=True`), and the modules those import
+    relatively (transformers fetches them too), that are not in the folder."""
     modules: set[str] = set()
     for name in ("config.json", "tokenizer_config.json"):
         if (folder / name).is_file():
             modules |= _auto_map_modules(json.loads((folder / name).read_text()).get("auto_map") or {})
-    return sorted(f"{module}.py" for module in modules if not (folder / f"{module}.py").is_file())
+    pending, seen = list(modules), set(modules)
+    while pending:
+        path = folder / f"{pending.pop()}.py"
+        if path.is_file():
+            new = set(get_relative_imports(path)) - seen
+            seen |= new
+            pending += new
+    return sorted(f"{module}.py" for module in seen if not (folder / f"{module}.py").is_file())
 
 
 def _auto_map_modules(auto_map: dict[str, Any]) -> set[str]:

@@ -55,6 +55,7 @@ def run_script(name: str, *args: str, timeout: int = 240) -> subprocess.Complete
     return done
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 @pytest.mark.timeout(420)  # two paired.py reruns on top of the runs; 265 s with the cores shared
 def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
     out = tmp_path / "quality"
@@ -129,6 +130,7 @@ def test_quality_script_reports_every_method_and_resumes(tmp_path) -> None:
     assert json.loads((out / "results.json").read_text())["summary"] == summary
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 @pytest.mark.timeout(300)
 def test_speed_script_reports_rates_ratios_and_scaling(tmp_path) -> None:
     out = tmp_path / "speed.json"
@@ -504,6 +506,7 @@ def test_shifted_holdout_moves_validation_one_item_back(tmp_path: Path) -> None:
         shifted.shifted_log(pd.DataFrame(columns=["user_id", "item_id", "timestamp"]), 0)
 
 
+@pytest.mark.slow  # runs a benchmark script end to end
 @pytest.mark.timeout(300)
 def test_context_cost_times_the_exact_and_the_earlier_context(tiny_s2gr, tmp_path: Path) -> None:
     from tiny_runs import tiny_config

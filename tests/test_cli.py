@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -305,6 +306,14 @@ def test_push_errors_exit_2_and_leave_the_folder(
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "push", "--model", tmp_path / "empty", "--repo-id", "user/empty")
     assert_clean_error(code, err, "not a complete checkpoint", "config.json")
+    # The modules the auto_map files import relatively travel with a checkpoint too: a folder without them
+    # would fail to load from the Hub.
+    partial = tmp_path / "partial"
+    shutil.copytree(folder, partial)
+    for module in ("layers_s2gr.py", "catalog_s2gr.py"):
+        (partial / module).unlink()
+    code, _, err = run_cli(capsys, "push", "--model", partial, "--repo-id", "user/partial")
+    assert_clean_error(code, err, "not a complete checkpoint", "catalog_s2gr.py, layers_s2gr.py")
     assert len(hub_server.requests) == sent  # refused before any request
 
 

@@ -750,31 +750,74 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
 
 
 def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
+    """A checkpoint of this layout (model, tokenizer and every module they import relatively) loads in a clean
+    process with trust_remote_code=True, without the s2gr package, and gives the installed classes' logits and
+    constrained recommendations: the same item indices and bit-identical scores."""
+    from s2gr import S2GRRecommender
+    from s2gr.tokenization_s2gr import S2GRTokenizer
+
     model = tiny_model(thinking=True, seed=8)
-    input_ids, attention_mask, labels = batch_inputs(model.config, make_catalog(20))
+    catalog = make_catalog(20)
+    input_ids, attention_mask, labels = batch_inputs(model.config, catalog)
     with torch.no_grad():
         expected = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).code_logits
-    model.save_pretrained(tmp_path / "checkpoint")
+    tokenizer = S2GRTokenizer(
+        item_ids=[f"item-{i}" for i in range(len(catalog))],
+        codes=catalog,
+        codebook_size=CODES,
+        dedup_size=DEDUP,
+        code_clusters=model.code_clusters.numpy(),
+        max_history_items=model.config.context_items,
+    )
+    histories = [["item-3", "item-7", "item-1"], ["item-12"], [f"item-{i}" for i in range(9)]]
+    recommended = S2GRRecommender(model, tokenizer).recommend(
+        histories, top_k=8, num_beams=5, exclude=histories, return_scores=True
+    )
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    code = {"modeling_s2gr.py", "layers_s2gr.py", "beam_search_s2gr.py", "configuration_s2gr.py", "errors.py"}
+    code |= {"tokenization_s2gr.py", "catalog_s2gr.py", "layout_s2gr.py"}
+    assert code <= {path.name for path in folder.iterdir()}
     torch.save(
         {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "expected": expected},
         tmp_path / "batch.pt",
     )
     script = textwrap.dedent(
         """
+        import json
         import sys
         import torch
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoTokenizer
 
+        torch.set_num_threads(1)  # as in the parent: same float sums, bit-identical scores
         model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
         batch = torch.load(sys.argv[2])
         with torch.no_grad():
             logits = model(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
             ).code_logits
-        assert "s2gr" not in sys.modules, "the s2gr package was imported"
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         torch.testing.assert_close(logits, batch["expected"], rtol=0, atol=0)
-        print("REMOTE-OK")
+        # Constrained recommendation through the copied modules: token tensors in, item indices out.
+        histories = json.loads(sys.argv[3])
+        encoded = tokenizer.encode_histories(histories, max_history_items=model.config.context_items)
+        index = {item: position for position, item in enumerate(tokenizer.item_ids)}
+        seen = torch.full((len(histories), max(map(len, histories))), -1)
+        for row, history in enumerate(histories):
+            seen[row, : len(history)] = torch.tensor([index[item] for item in history])
+        result = model.recommend(
+            encoded["input_ids"], encoded["attention_mask"], tokenizer.prefix_tables(), top_k=8, num_beams=5,
+            exclude_items=seen,
+        )
+        ranked = [
+            [[tokenizer.item_ids[item], score] for item, score in zip(items, scores) if item >= 0]
+            for items, scores in zip(result.item_indices.tolist(), result.scores.tolist())
+        ]
+        assert "s2gr" not in sys.modules, "the s2gr package was imported"
+        for obj in (model, tokenizer):
+            assert type(obj).__module__.startswith("transformers_modules"), type(obj).__module__
+        print("REMOTE-OK " + json.dumps(ranked))
         """
     )
     env = {
@@ -785,7 +828,7 @@ def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
     }
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "checkpoint"), str(tmp_path / "batch.pt")],
+        [sys.executable, "-c", script, str(folder), str(tmp_path / "batch.pt"), json.dumps(histories)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -793,7 +836,10 @@ def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "REMOTE-OK" in result.stdout
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("REMOTE-OK ")]
+    remote = json.loads(line.removeprefix("REMOTE-OK "))
+    assert all(len(row) == 8 for row in remote)
+    assert remote == [[[item, score] for item, score in row] for row in recommended]  # ids and exact scores
 
 
 def test_remote_code_of_one_folder_is_not_used_for_another(tmp_path: Path) -> None:
