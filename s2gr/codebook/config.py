@@ -27,9 +27,7 @@ def codebook_size_for(num_items: int) -> int:
     MovieLens-100K) that the first code is almost an item id: nothing is shared between related items
     and the decoder must learn a 256-way choice from few targets per code. Keeping TIGER's ratio of
     about 48 items per first-level code gives 32 codes on MovieLens-100K (1,682 items), 64 on
-    MovieLens-1M (3,416) and TIGER's 256 from about 12k items on. On MovieLens-100K (TIGER mode, 6
-    epochs, validation NDCG@10) K = 16/32/64/256 gave .0667/.0696/.0623/.0601
-    (``benchmarks/results/tuning-ml-100k/``).
+    MovieLens-1M (3,416) and TIGER's 256 from about 12k items on.
     """
     if num_items < 1:
         raise InputError(f"num_items must be >= 1, got {num_items}")
@@ -87,9 +85,8 @@ class CodebookConfig:
         seed: seeds every random choice; the same inputs and seed give the same codes.
         num_threads: torch CPU threads during the build only (set on entry, restored on exit);
             None leaves torch's setting alone. The RQ-VAE is small (batches of 512 rows, 512-unit
-            layers): on MovieLens-1M one thread took 27-30 s, as fast as two on an idle 2-core
-            machine (26 s), while two threads took 80-200 s on a busy one, where the threads of
-            each op wait for each other.
+            layers): one thread is about as fast as two on an idle machine and much faster on a busy
+            one, where the threads of each op wait for each other.
     """
 
     num_levels: int = 3

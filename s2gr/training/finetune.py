@@ -46,20 +46,15 @@ merged matrix, so encoder inputs, decoder inputs and code heads all see the same
 headroom dedup codes), which a new item cannot be generated without; rows of codes that no new item uses stay
 bit-identical to the base. The adapter stores only these rows (``|rows| × d_model`` floats).
 
-Measured (``benchmarks/finetune_new_catalog.py --quick``: ML-100K, 10 % of items held out, d_model 64, 1+1
-layers, base 4 epochs, fine-tuning 4 epochs at lr 2e-3, one CPU thread)
--------------------------------------------------------------------------------------------------------
-Full fine-tuning makes held-out items recommendable (Recall@10 on their users 0.032 vs 0 for the base, 13 % of
-them in some top-10, 5.7 % of all top-10 slots) with the other users' Recall@10 unchanged (0.0802 → 0.0802).
-LoRA r=16 on the attention projections at the same budget barely learns them (Recall@10 0, 0.8 % of slots;
-other users -4.4 %). Teacher-forced per-step log-probabilities of the held-out test targets locate the gap:
-the first level and the last levels are as likely as for old items, the second level is not (base + new SIDs
--4.0, LoRA -3.0, full -2.5, old items -1.8 nats). 95 % of the new items have an (s1, s2) pair that no base
-item has, an association the base model had learnt to suppress; full fine-tuning rewrites it chiefly in the
-feed-forward layers (their weights move 20-30 %; LoRA leaves them frozen). Hence full fine-tuning is the
-default (``lora=False``, as in the CLI) and LoRA an option for small catalog changes;
-``lora_targets=(*ATTENTION_PROJECTIONS, *FEED_FORWARD)`` puts LoRA on the FFNs too (in a 4-epoch probe it
-learnt new items faster than attention-only LoRA but overfitted at lr 2e-3).
+Full fine-tuning by default, LoRA as an option
+----------------------------------------------
+A new item's level codes usually form a pair of first- and second-level codes that no base item has: an
+association the base model has learnt to suppress, and the second level is where new items lose most of their
+likelihood. Rewriting it takes the feed-forward layers, which attention-only LoRA leaves frozen, so at the same
+budget LoRA learns new items far more slowly than full fine-tuning, which is therefore the default
+(``lora=False``, as in the CLI); LoRA suits small catalog changes. ``lora_targets=(*ATTENTION_PROJECTIONS,
+*FEED_FORWARD)`` puts LoRA on the FFNs too. ``benchmarks/finetune_new_catalog.py`` measures both (results:
+``benchmarks/RESULTS.md``).
 
 Evaluation on held-out catalog items (``hold_out_items``)
 --------------------------------------------------------
@@ -109,7 +104,7 @@ from .run_folder import CONFIG_FILE, prepare_run_folder, write_json
 
 ADAPTER_DIR = "adapter"
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-FEED_FORWARD = ("wi", "wo")  # add to `lora_targets` for LoRA on the FFNs too (see "Measured")
+FEED_FORWARD = ("wi", "wo")  # add to `lora_targets` for LoRA on the FFNs too (see the module docstring)
 DEFAULT_LORA_RANK = 16
 
 

@@ -8,8 +8,8 @@
   at most ``max_history`` items before it. Cost grows with interactions × history length.
 
 Each row also holds ``length``, its number of items, which the ``Trainer``'s length-grouped sampling reads
-(``RunConfig.group_by_length``): users' remainder segments range from a few items to a whole segment, and
-random batches of the demo's segments are 31 % padding.
+(``RunConfig.group_by_length``): users' remainder segments range from a few items to a whole segment, so
+random batches of segments hold much padding.
 
 Both are built with ``datasets.map(batched=True)``, so they stream through Arrow for large logs. Both can
 keep only each user's ``recent_targets`` most recent training items as targets (their histories still
