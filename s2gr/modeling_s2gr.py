@@ -1,8 +1,8 @@
 """S2GR: a T5-style encoder-decoder for generative recommendation with stepwise latent reasoning.
 
-This file holds the model: its layers (`layers_s2gr.py`), its losses and one forward for training and scoring.
-Search lives in `beam_search_s2gr.py` (`recommend`, as `generate` lives in `GenerationMixin`), and item ids in
-and out in `s2gr.S2GRRecommender`. The module imports only torch, transformers and sibling modules by relative
+This file holds the model: its losses and one forward for training and scoring (and for `generate()`'s
+decoding steps), over the layers of `layers_s2gr.py`. Search lives in `beam_search_s2gr.py` (`recommend`, as
+`generate` lives in `GenerationMixin`), and item ids in and out in `s2gr.S2GRRecommender`. The module imports only torch, transformers and sibling modules by relative
 import; `save_pretrained` copies all of them next to a checkpoint (transformers copies every module a
 remote-code file imports relatively), so `AutoModel.from_pretrained(..., trust_remote_code=True)` loads it
 without the `s2gr` package.

@@ -43,9 +43,9 @@ class S2GRRecommender:
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> S2GRRecommender:
         """Model (in eval mode, on `device`: default cuda when available) and tokenizer of a checkpoint: a
         model folder, the folder of a `s2gr train` run, or a Hub repo id (see `s2gr.checkpoint`)."""
-        from .checkpoint import load_checkpoint
+        from .checkpoint import default_device, load_checkpoint
 
-        return cls(*load_checkpoint(path, device))
+        return cls(*load_checkpoint(path, device or default_device()))
 
     @torch.no_grad()
     def recommend(

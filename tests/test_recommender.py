@@ -84,3 +84,12 @@ def test_recommender_batches_and_restores_training_mode(loaded) -> None:
         len(row) == 5 and not {item for item, _ in row} & set(h)
         for row, h in zip(whole, histories, strict=True)
     )
+
+
+def test_from_pretrained_loads_the_folder_the_demo_prints(tiny_s2gr, loaded) -> None:
+    model, tokenizer = loaded
+    histories = [tokenizer.item_ids[:3], tokenizer.item_ids[5:9]]
+    recommender = S2GRRecommender.from_pretrained(tiny_s2gr.folder, device="cpu")
+    assert not recommender.model.training
+    expected = S2GRRecommender(model, tokenizer).recommend(histories, num_beams=5, return_scores=True)
+    assert recommender.recommend(histories, num_beams=5, return_scores=True) == expected
