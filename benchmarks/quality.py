@@ -73,14 +73,14 @@ ANCHORS = {
 
 
 def base_values(args: argparse.Namespace) -> dict[str, Any]:
-    """RunConfig fields shared by every generative run: TIGER size (S2GRConfig's defaults) or the demo's
-    small model (``--model-size demo``, implied by ``--quick``); then ``--epochs``, ``--time-budget``
-    and ``--set``."""
-    values: dict[str, Any] = {
-        "dataset": args.dataset,
-        "max_users": args.max_users,
-        "cache_dir": args.cache_dir,
-    }
+    """RunConfig fields shared by every generative run: those of ``--config`` (else TIGER size, S2GRConfig's
+    defaults), the demo's small model with ``--model-size demo`` (implied by ``--quick``), then ``--epochs``,
+    ``--time-budget`` and ``--set``."""
+    values: dict[str, Any] = {}
+    if args.config:  # a committed setting (configs/); each run gets its own output_dir and seeds
+        values = RunConfig.from_yaml(args.config).to_dict()
+        del values["output_dir"], values["seed"]
+    values |= {"dataset": args.dataset, "max_users": args.max_users, "cache_dir": args.cache_dir}
     if args.model_size == "demo":
         values |= {key: DEMO[key] for key in ("batch_size", "segment_items", "lr", "model")}
     if args.quick:
@@ -392,7 +392,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small models, few epochs, 1 seed (< 10 min)")
-    parser.add_argument("--dataset", default="ml-100k", help="ml-100k (default) or ml-1m")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML file of RunConfig fields (configs/): the setting every run shares",
+    )
+    parser.add_argument("--dataset", default=None, help="ml-100k (default) or ml-1m; default: --config's")
     parser.add_argument(
         "--model-size",
         choices=["tiger", "demo"],
@@ -446,6 +451,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workers = args.workers or (min(2, os.cpu_count() or 1) if args.quick else 1)
     args.model_size = args.model_size or ("demo" if args.quick else "tiger")
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    if args.dataset is None:
+        args.dataset = RunConfig.from_yaml(args.config).dataset if args.config else "ml-100k"
     args.out = args.out or f"benchmarks/results/quality-{args.dataset}{'-quick' if args.quick else ''}"
     args.methods = args.methods or list(DEFAULT_METHODS)
     return args

@@ -534,3 +534,36 @@ def test_context_cost_times_the_exact_and_the_earlier_context(tiny_s2gr, tmp_pat
     assert positions["exact"] > positions["earlier"]
     assert table["recommend_ratio"] > 0 and table["train_ratio"] > 0
     assert "exact / earlier" in finished.stdout
+
+
+def test_committed_config_is_the_setting_of_its_flags(tmp_path: Path) -> None:
+    """configs/ml-100k-hist10-36ep.yaml gives every method the run config of the flags it replaces."""
+    quality = benchmark_module("quality")
+    config = Path(__file__).resolve().parents[1] / "configs" / "ml-100k-hist10-36ep.yaml"
+    from_file = quality.base_values(quality.parse_args(["--config", str(config)]))
+    flags = [
+        "--model-size",
+        "demo",
+        "--epochs",
+        "36",
+        "--set",
+        "num_beams=20",
+        "--set",
+        "eval_every_epochs=3",
+    ]
+    flags += ["--set", "patience=0", "--set", "max_history=10"]
+    from_flags = quality.base_values(quality.parse_args(flags))
+    defaults = S2GRConfig()
+    for method in ("s2gr", "tiger"):
+        for seed in (0, 2):
+            a, b = (quality.run_config(method, seed, base, tmp_path) for base in (from_file, from_flags))
+            # The file spells out defaults the flags leave implicit: compare what each resolves to.
+            assert a.codebook_config() == b.codebook_config()
+            keys = a.model.keys() | b.model.keys()
+            assert {k: a.model.get(k, getattr(defaults, k)) for k in keys} == {
+                k: b.model.get(k, getattr(defaults, k)) for k in keys
+            }
+            rest = ("codebook", "model")
+            assert {k: v for k, v in a.to_dict().items() if k not in rest} == {
+                k: v for k, v in b.to_dict().items() if k not in rest
+            }
