@@ -529,7 +529,7 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
         help="top-k items for a user of a data set or for a history of item ids",
         description="Recommend the next items. --user USER_ID reads everything known about the user in the "
         "data set (training items, then the validation and test targets) and feeds the last of them to the "
-        "model (as many as its tokenizer's max_history_items, 20 by default); --history ITEM ... takes the "
+        "model (as many as its config's context_items); --history ITEM ... takes the "
         "items directly (oldest first), and then a data set is only loaded when given, to show item texts.",
     )
     add_model_args(recommend)

@@ -155,7 +155,7 @@ def test_train_help_lists_every_setting(capsys) -> None:
             main([command, "--help"])
         assert stop.value.code == 0
         out = capsys.readouterr().out
-        for text in ("columns.user=user_id", "kcore=5", "max_history=20", "iterative k-core filter"):
+        for text in ("columns.user=user_id", "kcore=5", "max_history=10", "iterative k-core filter"):
             assert text in out, text
         for field in ("gradient_accumulation_steps", "codebook.KEY", "balance_cap", "model.KEY", "d_model"):
             assert field in out, field

@@ -394,8 +394,8 @@ def test_demo_preset_is_the_base_and_flags_override_it() -> None:
     parser = argparse.ArgumentParser()
     add_run_args(parser)
     config = run_config_from_args(parser.parse_args([]), base=DEMO)
-    # the history length chosen on ML-100K's validation split, not RunConfig's general default
-    assert config.dataset == "ml-100k" and config.max_history == 10 != RunConfig().max_history
+    # the demo-size model's learning rate, not RunConfig's general (TIGER-size) default
+    assert config.dataset == "ml-100k" and config.lr == DEMO["lr"] != RunConfig().lr
     assert config.model == DEMO["model"] and config.time_budget_minutes == DEMO["time_budget_minutes"]
     changed = run_config_from_args(
         parser.parse_args(["--epochs", "2", "--set", "max_history=20", "--set", "model.d_model=32"]),

@@ -269,7 +269,7 @@ class RunConfig:
     kcore: int = setting(
         5, "iterative k-core filter: users and items with fewer interactions go", AT_LEAST_ONE
     )
-    max_history: int = setting(20, "items of history per target", AT_LEAST_ONE)
+    max_history: int = setting(10, "items of history per target (the decoder's window W)", AT_LEAST_ONE)
     max_users: int | None = setting(
         None,
         "keep only the first that many users (a small real slice for quick runs and tests)",
@@ -319,7 +319,7 @@ class RunConfig:
     warmup_ratio: float = setting(
         0.05, "share of the training steps spent warming up the learning rate", Range(0, 1, high_open=True)
     )
-    segment_items: int = setting(64, "targets per training segment (causal mode)", AT_LEAST_ONE)
+    segment_items: int = setting(80, "targets per training segment (causal mode)", AT_LEAST_ONE)
     group_by_length: bool = setting(
         False,
         "batch training rows of similar length (random mega-batches of 50 batches, sorted by length inside) "
