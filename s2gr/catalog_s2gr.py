@@ -257,7 +257,7 @@ class SemanticIDCatalog:
         item_ids: `N` unique item ids (strings); position = item index.
         codes: `(N, L+1)` integer SIDs, last column the dedup code; rows must be unique.
         codebook_size: `K`; defaults to `code_clusters.shape[1]`.
-        code_clusters: optional `(L, K)` cluster of every code (`g_l(s)` of METHOD.md §3).
+        code_clusters: optional `(L, K)` cluster of every code (`g_l(s)` of docs/method.md §3).
         quantizer_state: optional frozen quantizer state dict (tensors, arrays or JSON values), stored as is.
         dedup_size: `D`; defaults to the largest dedup code + 1 + `DEFAULT_DEDUP_HEADROOM` (free codes for
             `add_items`; `D` never changes afterwards, so token ids stay fixed).

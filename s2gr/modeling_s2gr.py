@@ -7,7 +7,7 @@ import; `save_pretrained` copies all of them next to a checkpoint (transformers 
 remote-code file imports relatively), so `AutoModel.from_pretrained(..., trust_remote_code=True)` loads it
 without the `s2gr` package.
 
-Model (METHOD.md §1, §3)
+Model (docs/method.md §2-3)
 ------------------------
 * Encoder: pre-RMSNorm T5 blocks with bucketed relative position bias (shift-invariant, so a history's states do
   not depend on where it sits in a longer sequence). `config.encoder_mode`:
@@ -26,8 +26,8 @@ Model (METHOD.md §1, §3)
 Losses (each returned in `S2GRModelOutput`)
 ------------------------------------------
 * rec: cross-entropy on the L + 1 code tokens, summed over them and averaged over targets: the negative
-  log-likelihood of the whole SID, -log p(s_1..s_L, dedup), per target (design choice: METHOD.md's "cross-entropy
-  on the SID codes"). A per-token mean would weigh it L + 1 times less against the per-target alignment and
+  log-likelihood of the whole SID, -log p(s_1..s_L, dedup), per target (design choice, docs/method.md §3: the
+  paper says "cross-entropy on the SID codes"). A per-token mean would weigh it L + 1 times less against the per-target alignment and
   InfoNCE terms.
 * align(l) = CE over softmax_k(cos(t_l, c_{l,k}) / tau) with target g_l(s_l); `align_loss` is the sum over l.
 * infonce: auxiliary decoder (`aux_decoder_layers` deep, input BOS, same encoder memory, detached with

@@ -1,4 +1,4 @@
-"""Usage-balanced code assignment and dead-code reset (METHOD.md 2.4; the paper gives no formula).
+"""Usage-balanced code assignment and dead-code reset (docs/method.md §1, "Load balancing"; the paper gives no formula).
 
 Bias. For level l, p_lk is an exponential moving average (decay `balance_decay`) of the share of
 training assignments that went to code k, starting from the uniform share 1/K. Before each batch

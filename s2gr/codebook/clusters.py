@@ -1,4 +1,4 @@
-"""Coarse clusters of code vectors (METHOD.md section 3): the targets of the thinking tokens.
+"""Coarse clusters of code vectors (docs/method.md §3): the targets of the thinking tokens.
 
 Each level's K code vectors are clustered by k-means into Kc groups; g_l(s) = cluster_of_code[l, s]
 and c_{l,k} = cluster_centroids[l, k]. Every code vector counts once, used or not, because the map

@@ -1,4 +1,4 @@
-"""Configuration of the CoBa codebook (METHOD.md section 2).
+"""Configuration of the CoBa codebook (docs/method.md §1).
 
 Every knob of the semantic-ID pipeline lives in `CodebookConfig`; `CodebookConfig.plain()` and
 `CodebookConfig.rkmeans()` give the ablation baselines. Defaults are the project's CoBa setting:

@@ -1,4 +1,4 @@
-"""Item co-occurrence graph and personalized-PageRank propagation (METHOD.md 2.1-2.2).
+"""Item co-occurrence graph and personalized-PageRank propagation (docs/method.md §1).
 
 Graph. A_ij counts how often items i != j appear at most `window` positions apart in a training
 history, in either order (so A is symmetric). Repeats of one item next to itself are not counted:

@@ -1,4 +1,4 @@
-"""Orchestration: embeddings + training histories -> unique Semantic IDs (METHOD.md sections 1-2).
+"""Orchestration: embeddings + training histories -> unique Semantic IDs (docs/method.md §1).
 
 1. Features: H_align from co-occurrence propagation (`graph.py`) when `use_graph`, else X.
 2. Quantizer: RQ-VAE (`train.py`) or residual k-means (`rkmeans.py`) on standardised features,
@@ -64,7 +64,7 @@ def warn_if_degenerate(stats: dict, config: CodebookConfig) -> None:
     the last, semantics-free dedup step a wider choice than any code step, and the model learns it from
     item identity alone. Real catalogs coded with the defaults stay far below (MovieLens-1M: groups of at
     most 3); an RQ-VAE trained too briefly, or on features without shared structure, collapses to a few
-    codes and groups of thousands (README, "Catalog scaling")."""
+    codes and groups of thousands (benchmarks/RESULTS.md, "Catalog scaling")."""
     if stats["largest_group"] <= config.codebook_size:
         return
     rqvae = config.quantizer == "rqvae"

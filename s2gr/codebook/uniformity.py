@@ -1,4 +1,4 @@
-"""Uniformity (repulsion) loss between code vectors of one level (METHOD.md 2.5; formula is ours).
+"""Uniformity (repulsion) loss between code vectors of one level (docs/method.md §1, "Uniformity"; the formula is ours).
 
 For the K code vectors e_1..e_K of a level, with d_ij = ||e_i - e_j|| over distinct pairs i != j
 and the level's own length scale m = mean_{i != j} d_ij (no gradient through m):

@@ -323,7 +323,7 @@ class RunConfig:
     group_by_length: bool = setting(
         False,
         "batch training rows of similar length (random mega-batches of 50 batches, sorted by length inside) "
-        'instead of uniformly at random; README, "Speed and memory"',
+        'instead of uniformly at random; benchmarks/RESULTS.md, "Speed and memory"',
     )
     eval_every_epochs: float = setting(1.0, "epochs between validation evaluations and checkpoints", POSITIVE)
     patience: int = setting(5, "evaluations without NDCG@10 gain before stopping; 0 = never", NON_NEGATIVE)
@@ -346,7 +346,7 @@ class RunConfig:
     mixed_precision: str = setting(
         "auto",
         '"auto" (bf16 autocast on a GPU that supports it, float32 on a CPU), "bf16" (also on a CPU, where it '
-        'pays off only with native bf16 instructions and a large model; README, "Speed and memory") or "no" '
+        'pays off only with native bf16 instructions and a large model; benchmarks/RESULTS.md, "Speed and memory") or "no" '
         "(float32). Weights, optimiser state and evaluation stay float32",
         MIXED_PRECISION,
     )
