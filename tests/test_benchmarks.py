@@ -44,7 +44,8 @@ def benchmark_module(name: str):
 def tiny_sets() -> list[str]:
     sets = [f"codebook.{key}={value}" for key, value in TINY_CODEBOOK.items()]
     sets += [f"model.{key}={value}" for key, value in TINY_MODEL.items()]
-    return [*sets, "num_beams=5", "batch_size=8", "segment_items=8", "patience=0"]
+    # History 20: the tiny one-epoch runs whose every method has test hits (paired.py needs them).
+    return [*sets, "num_beams=5", "batch_size=8", "segment_items=8", "patience=0", "max_history=20"]
 
 
 def run_script(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
