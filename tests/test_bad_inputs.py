@@ -79,7 +79,7 @@ def test_a_second_run_cannot_clobber_the_first(run_copy, capsys) -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"lr": 0.01}, "lr: 0.001 -> 0.01"),
+        ({"lr": 0.01}, "lr: 0.002 -> 0.01"),
         ({"model": {"d_model": 64}}, "model.d_model: 32 -> 64"),
         ({"seed": 7, "epochs": 3}, "seed: 42 -> 7"),
     ],

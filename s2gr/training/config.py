@@ -314,7 +314,7 @@ class RunConfig:
     batch_size: int = setting(
         64, "training rows per batch: segments in causal mode, targets in bidirectional mode", AT_LEAST_ONE
     )
-    lr: float = setting(1e-3, "peak learning rate", POSITIVE)
+    lr: float = setting(2e-3, "peak learning rate", POSITIVE)
     weight_decay: float = setting(0.01, "AdamW weight decay", NON_NEGATIVE)
     warmup_ratio: float = setting(
         0.05, "share of the training steps spent warming up the learning rate", Range(0, 1, high_open=True)
