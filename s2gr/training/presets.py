@@ -4,8 +4,7 @@
 evaluation finish within 15 minutes on 2 CPU cores, ``make demo`` on a fresh clone included (a smaller
 transformer than the TIGER-size default of ``S2GRConfig``; the CPU quality benchmarks use it too). Its time
 budget stops a slower machine's run with a last evaluation, so the demo ends in time with a somewhat weaker
-model. History 10 instead of ``RunConfig``'s 20: on MovieLens-100K the most recent items carry the signal
-(benchmarks/RESULTS.md, "MovieLens-100K").
+model. History 10, as chosen on MovieLens-100K's validation split (benchmarks/RESULTS.md, "MovieLens-100K").
 
 ``METHODS``: the variants of S2GR, each a set of ``RunConfig`` fields on top of a run's own. ``tiger`` is the
 TIGER baseline, plain RQ-VAE codebook and no thinking tokens (``s2gr train --tiger``); ``coba-only`` keeps the
