@@ -112,22 +112,6 @@ class _SidTrie:
             node = np.cumsum(starts[:, j]) - 1
         return cls(order=order, keys=tuple(keys), radices=radices)
 
-    def rows_to_indices(self, rows: Sequence[Sequence[str]], on_unknown: str, what: str) -> list[list[int]]:
-        """Item indices of each row of item ids (see `indices`); a row that is no list, or is left empty, raises
-        naming `what` and the row."""
-        if on_unknown not in ("error", "skip"):
-            raise InputError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
-        out = []
-        for b, row in enumerate(rows):
-            if isinstance(row, str) or not isinstance(row, Iterable):
-                raise TypeError(f"{what} {b} must be a list of item ids, got {type(row).__name__}")
-            indices = self.indices(row, on_unknown, f"{what} {b}")
-            if not indices:
-                skipped = " after skipping unknown items" if on_unknown == "skip" else ""
-                raise InputError(f"{what} {b} is empty{skipped}: every row needs at least one known item")
-            out.append(indices)
-        return out
-
     def lookup(self, codes: np.ndarray) -> np.ndarray:
         """Node id at depth `J` of each prefix `codes (M, J)`, `J ≤ L+1` → `(M,)`, -1 where the prefix is not in
         the catalog; for `J = L+1` the item index."""
