@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
 from ..catalog import CODE_USAGE_PLOT, build_catalog
@@ -371,11 +371,7 @@ def train_run(
 def process_state() -> PartialState:
     """This process's place under ``accelerate launch`` (one main process when not launched), set up as the
     ``Trainer`` will: CPU processes join their process group only when asked with ``cpu=True``."""
-    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
-        "1",
-        "true",
-        "yes",
-    )
+    cpu = not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
     return PartialState(cpu=cpu)
 
 
