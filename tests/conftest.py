@@ -126,3 +126,14 @@ def tiny_s2gr(tmp_path_factory: pytest.TempPathFactory) -> TinyS2GR:
     save_model(model, catalog.tokenizer, folder, summary)
     data_args = ("--dataset", str(config.dataset), "--max-users", str(config.max_users))
     return TinyS2GR(folder, data, config.num_beams, data_args)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_s2gr: TinyS2GR):
+    """The tiny model (eval mode) and its tokenizer, loaded once per test module from `tiny_s2gr`'s folder."""
+    from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
+
+    folder = tiny_s2gr.folder
+    return S2GRForGenerativeRecommendation.from_pretrained(folder).eval(), S2GRTokenizer.from_pretrained(
+        folder
+    )

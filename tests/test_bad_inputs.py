@@ -199,18 +199,10 @@ def test_errors_that_are_not_the_users_keep_their_traceback(monkeypatch, capsys)
 # ------------------------------------------------------------------------------------------------ API
 
 
-@pytest.fixture(scope="module")
-def loaded_model(tiny_s2gr):
-    from s2gr import S2GRForGenerativeRecommendation, S2GRTokenizer
-
-    model = S2GRForGenerativeRecommendation.from_pretrained(tiny_s2gr.folder).eval()
-    return model, S2GRTokenizer.from_pretrained(tiny_s2gr.folder)
-
-
-def test_unknown_items_raise_or_are_skipped_as_asked(loaded_model, tiny_s2gr) -> None:
+def test_unknown_items_raise_or_are_skipped_as_asked(loaded, tiny_s2gr) -> None:
     from s2gr.errors import S2GRError
 
-    model, tokenizer = loaded_model
+    model, tokenizer = loaded
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     with pytest.raises(S2GRError, match="on_unknown='skip'"):
         S2GRRecommender(model, tokenizer).recommend([[*history, "no-such-item"]], num_beams=3)
@@ -222,10 +214,10 @@ def test_unknown_items_raise_or_are_skipped_as_asked(loaded_model, tiny_s2gr) ->
         S2GRRecommender(model, tokenizer).recommend([["no-such-item"]], num_beams=3, on_unknown="skip")
 
 
-def test_integer_ids_mean_their_strings_and_other_types_are_refused(loaded_model, tiny_s2gr) -> None:
+def test_integer_ids_mean_their_strings_and_other_types_are_refused(loaded, tiny_s2gr) -> None:
     from s2gr.errors import S2GRError
 
-    model, tokenizer = loaded_model
+    model, tokenizer = loaded
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     assert all(item.isdigit() for item in history)  # MovieLens ids
     as_ints = [int(item) for item in history]
@@ -236,10 +228,10 @@ def test_integer_ids_mean_their_strings_and_other_types_are_refused(loaded_model
         S2GRRecommender(model, tokenizer).recommend([[float(history[0])]], num_beams=3)
 
 
-def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded_model, tiny_s2gr) -> None:
+def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded, tiny_s2gr) -> None:
     import time
 
-    model, tokenizer = loaded_model
+    model, tokenizer = loaded
     history = list(tiny_s2gr.data.splits["validation"][0]["history"])
     started = time.perf_counter()
     (ranking,) = S2GRRecommender(model, tokenizer).recommend(

@@ -15,7 +15,7 @@ from hub_server import HubServer
 from huggingface_hub import HfApi
 from tiny_runs import single_thread
 
-from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
+from s2gr import S2GRRecommender
 from s2gr.cli import main
 from s2gr.evaluation import evaluate_split, seen_items, user_sequence
 
@@ -29,14 +29,6 @@ def _one_thread() -> Iterator[None]:
     # Tiny matmuls: a second thread only adds contention on a shared 2-core machine (30x slower when busy).
     with single_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_s2gr) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
-    folder = tiny_s2gr.folder
-    return S2GRForGenerativeRecommendation.from_pretrained(folder).eval(), S2GRTokenizer.from_pretrained(
-        folder
-    )
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:

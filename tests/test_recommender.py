@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 from tiny_runs import single_thread
 
-from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
+from s2gr import S2GRRecommender, S2GRTokenizer
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Iterator[None]:
     with single_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_s2gr) -> tuple[S2GRForGenerativeRecommendation, S2GRTokenizer]:
-    folder = tiny_s2gr.folder
-    return S2GRForGenerativeRecommendation.from_pretrained(folder).eval(), S2GRTokenizer.from_pretrained(
-        folder
-    )
 
 
 def _other_tokenizer(tokenizer: S2GRTokenizer, change: str) -> S2GRTokenizer:
