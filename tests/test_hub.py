@@ -16,7 +16,7 @@ import yaml
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import save_file
-from tiny_runs import single_thread
+from tiny_runs import PACKAGE_FREE_RECOMMEND, single_thread
 from transformers import BertConfig, BertModel, BertTokenizer
 
 from s2gr import S2GRForGenerativeRecommendation, S2GRRecommender, S2GRTokenizer
@@ -117,26 +117,15 @@ from transformers import AutoModel, AutoTokenizer
 repo, copy_repo, out, threads, histories = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 torch.set_num_threads(int(threads))  # as in the parent: same float sums, bit-identical scores
 histories = json.loads(histories)
-
+"""
+S2GR_ROUND_TRIP += (
+    PACKAGE_FREE_RECOMMEND
+    + """
 
 def recommend(repo_id):
-    # The model card's package-free path: token tensors in, item indices out (what S2GRRecommender wraps).
     model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
-    batch = tokenizer.encode_histories(histories, max_history_items=model.config.context_items)
-    index = {item: position for position, item in enumerate(tokenizer.item_ids)}
-    seen = torch.full((len(histories), max(map(len, histories))), -1)
-    for row, history in enumerate(histories):
-        seen[row, : len(history)] = torch.tensor([index[item] for item in history])
-    result = model.recommend(
-        batch["input_ids"], batch["attention_mask"], tokenizer.prefix_tables(), top_k=10, num_beams=5,
-        exclude_items=seen,
-    )
-    ranked = [
-        [[tokenizer.item_ids[item], score] for item, score in zip(items, scores) if item >= 0]
-        for items, scores in zip(result.item_indices.tolist(), result.scores.tolist())
-    ]
-    return model, tokenizer, ranked
+    return model, tokenizer, package_free_recommend(model, tokenizer, histories, top_k=10, num_beams=5)
 
 
 model, tokenizer, ranked = recommend(repo)
@@ -148,6 +137,7 @@ classes = [f"{type(obj).__module__}.{type(obj).__name__}" for obj in (model, tok
 with open(out, "w") as f:
     json.dump({"ranked": ranked, "copy": copy_ranked, "s2gr_imported": s2gr_imported, "classes": classes}, f)
 """
+)
 
 
 def _front_matter(content: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_runs import PACKAGE_FREE_RECOMMEND
 
 from s2gr.configuration_s2gr import S2GRConfig
 from s2gr.layers_s2gr import chunk_windows, labels_to_code_ids
@@ -783,13 +784,12 @@ def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
         {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "expected": expected},
         tmp_path / "batch.pt",
     )
-    script = textwrap.dedent(
-        """
-        import json
-        import sys
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
+    imports = "import json\nimport sys\nimport torch\nfrom transformers import AutoModel, AutoTokenizer\n"
+    script = (
+        imports
+        + PACKAGE_FREE_RECOMMEND
+        + textwrap.dedent(
+            """
         torch.set_num_threads(1)  # as in the parent: same float sums, bit-identical scores
         model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
@@ -800,25 +800,13 @@ def test_trust_remote_code_load_in_fresh_process(tmp_path: Path) -> None:
             ).code_logits
         torch.testing.assert_close(logits, batch["expected"], rtol=0, atol=0)
         # Constrained recommendation through the copied modules: token tensors in, item indices out.
-        histories = json.loads(sys.argv[3])
-        encoded = tokenizer.encode_histories(histories, max_history_items=model.config.context_items)
-        index = {item: position for position, item in enumerate(tokenizer.item_ids)}
-        seen = torch.full((len(histories), max(map(len, histories))), -1)
-        for row, history in enumerate(histories):
-            seen[row, : len(history)] = torch.tensor([index[item] for item in history])
-        result = model.recommend(
-            encoded["input_ids"], encoded["attention_mask"], tokenizer.prefix_tables(), top_k=8, num_beams=5,
-            exclude_items=seen,
-        )
-        ranked = [
-            [[tokenizer.item_ids[item], score] for item, score in zip(items, scores) if item >= 0]
-            for items, scores in zip(result.item_indices.tolist(), result.scores.tolist())
-        ]
+        ranked = package_free_recommend(model, tokenizer, json.loads(sys.argv[3]), top_k=8, num_beams=5)
         assert "s2gr" not in sys.modules, "the s2gr package was imported"
         for obj in (model, tokenizer):
             assert type(obj).__module__.startswith("transformers_modules"), type(obj).__module__
         print("REMOTE-OK " + json.dumps(ranked))
         """
+        )
     )
     env = {
         **os.environ,

@@ -110,3 +110,24 @@ def assert_same_weights(
 
 def without_timing(history: list[dict]) -> list[dict]:
     return [{key: value for key, value in entry.items() if key not in TIMING_KEYS} for entry in history]
+
+
+# Source of a function for scripts that run without the s2gr package (trust_remote_code only): the model card's
+# package-free path, token tensors in and item indices out (what S2GRRecommender wraps), seen items excluded.
+# Needs `torch` imported by the script; returns [[item_id, score], ...] per history.
+PACKAGE_FREE_RECOMMEND = """
+def package_free_recommend(model, tokenizer, histories, top_k, num_beams):
+    batch = tokenizer.encode_histories(histories, max_history_items=model.config.context_items)
+    index = {item: position for position, item in enumerate(tokenizer.item_ids)}
+    seen = torch.full((len(histories), max(map(len, histories))), -1)
+    for row, history in enumerate(histories):
+        seen[row, : len(history)] = torch.tensor([index[item] for item in history])
+    result = model.recommend(
+        batch["input_ids"], batch["attention_mask"], tokenizer.prefix_tables(), top_k=top_k,
+        num_beams=num_beams, exclude_items=seen,
+    )
+    return [
+        [[tokenizer.item_ids[item], score] for item, score in zip(items, scores) if item >= 0]
+        for items, scores in zip(result.item_indices.tolist(), result.scores.tolist())
+    ]
+"""
