@@ -33,6 +33,12 @@ DEFAULT_DEDUP_HEADROOM = 8
 _QUANTIZER_PREFIX = "quantizer."
 
 
+def item_key(item: Any) -> Any:
+    """Catalog ids are strings; an integer id (`50` for MovieLens' "50") means its decimal string."""
+    is_integer = isinstance(item, int | np.integer) and not isinstance(item, bool)
+    return str(item) if is_integer else item
+
+
 class _ReadableKeyError(KeyError):
     def __str__(self) -> str:
         # KeyError would print the message with quotes around it.
@@ -412,10 +418,8 @@ class SemanticIDCatalog:
         `UnknownItemError` naming `where` (`on_unknown="error"`) or is dropped (`"skip"`)."""
         index = self._item_index
         out = []
-        for item in row:
-            if isinstance(item, int | np.integer) and not isinstance(item, bool):
-                item = str(item)  # ids are strings; an integer id means its decimal string
-            elif not isinstance(item, str):
+        for item in map(item_key, row):
+            if not isinstance(item, str):
                 raise UnknownItemError(
                     f"item ids are strings, got {type(item).__name__} {item!r} in {where}: pass str(id)"
                 )

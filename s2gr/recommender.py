@@ -13,11 +13,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.utils import logging
 
 from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
+from .catalog_s2gr import item_key
 from .errors import InputError
 
 # Users per beam-search batch.
@@ -86,7 +86,7 @@ class S2GRRecommender:
             ):
                 stop = start + batch_size
                 batch = tokenizer.encode_histories(
-                    [list(map(item_key, history)) for history in histories[start:stop]],
+                    list(histories[start:stop]),  # the catalog reads integer ids as their strings
                     max_history_items=model.config.context_items,
                     return_tensors="pt",
                     on_unknown=on_unknown,
@@ -137,12 +137,6 @@ def check_tokenizer(model: Any, tokenizer: Any) -> None:
             "The tokenizer does not belong to this model: " + "; ".join(differ) + ". Load both from the "
             "same checkpoint folder or Hub repo."
         )
-
-
-def item_key(item: Any) -> Any:
-    """Catalog ids are strings; an integer id (`50` for MovieLens' "50") means its decimal string."""
-    is_integer = isinstance(item, int | np.integer) and not isinstance(item, bool)
-    return str(item) if is_integer else item
 
 
 def item_index_matrix(rows: Sequence[Sequence[str]], index: dict[str, int]) -> torch.Tensor:
