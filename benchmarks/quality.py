@@ -80,7 +80,11 @@ def base_values(args: argparse.Namespace) -> dict[str, Any]:
     if args.config:  # a committed setting (configs/); each run gets its own output_dir and seeds
         values = RunConfig.from_yaml(args.config).to_dict()
         del values["output_dir"], values["seed"]
-    values |= {"dataset": args.dataset, "max_users": args.max_users, "cache_dir": args.cache_dir}
+    if args.interactions is not None:
+        values |= {"dataset": None, "interactions": args.interactions, "items": args.items}
+    elif args.dataset is not None:
+        values |= {"dataset": args.dataset, "interactions": None, "items": None}
+    values |= {"max_users": args.max_users, "cache_dir": args.cache_dir}
     if args.model_size == "demo":
         values |= {key: DEMO[key] for key in ("batch_size", "segment_items", "lr", "model")}
     if args.quick:
@@ -399,6 +403,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dataset", default=None, help="ml-100k (default) or ml-1m; default: --config's")
     parser.add_argument(
+        "--interactions",
+        default=None,
+        help="your own interactions file instead of --dataset (name its columns with --set columns.user=...)",
+    )
+    parser.add_argument(
+        "--items", default=None, help="the item file of --interactions (its text feeds the codes)"
+    )
+    parser.add_argument(
         "--model-size",
         choices=["tiger", "demo"],
         default=None,
@@ -451,9 +463,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workers = args.workers or (min(2, os.cpu_count() or 1) if args.quick else 1)
     args.model_size = args.model_size or ("demo" if args.quick else "tiger")
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    if args.dataset is None:
-        args.dataset = RunConfig.from_yaml(args.config).dataset if args.config else "ml-100k"
-    args.out = args.out or f"benchmarks/results/quality-{args.dataset}{'-quick' if args.quick else ''}"
+    if args.interactions is not None:
+        if args.dataset is not None:
+            raise SystemExit("quality.py: give --dataset or --interactions, not both.")
+    elif args.items is not None:
+        raise SystemExit("quality.py: --items is the item file of --interactions: give --interactions too.")
+    elif args.dataset is None and not args.config:
+        args.dataset = "ml-100k"
+    config = RunConfig.from_yaml(args.config) if args.config else None
+    interactions = args.interactions or (config.interactions if config and not args.dataset else None)
+    args.label = (
+        Path(interactions).resolve().parent.name if interactions else (args.dataset or config.dataset)
+    )
+    args.out = args.out or f"benchmarks/results/quality-{args.label}{'-quick' if args.quick else ''}"
     args.methods = args.methods or list(DEFAULT_METHODS)
     return args
 
@@ -464,7 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     run_all(jobs_for(args.methods, list(range(args.seeds)), args.seeded), base, args)
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    return report(Path(args.out), args.dataset, command)
+    return report(Path(args.out), args.label, command)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ class CodebookConfig:
             majority, so popular but unrelated co-watched items do not merge codes, and behaviour
             contributes about 40 % of the feature, mostly from 1-hop neighbours.
         num_hops: Kg, the last propagation step kept in the sum.
+    Collaborative codes (`collaborative.py`):
+        collab_dim: C, spectral coordinates of the co-occurrence graph appended to the content features
+            before quantisation (0: off, the content features alone). New items get theirs predicted from
+            their text by a ridge map stored with the quantizer.
+        collab_weight: size of the collaborative block relative to the content block (1: equal variance).
     Load balancing (module docstring of `balancing.py`):
         balance: add the capped usage bias to assignment distances during training.
         balance_strength: slope of the bias in log usage ratio.
@@ -98,6 +103,8 @@ class CodebookConfig:
     graph_window: int = 3
     alpha: float = 0.3
     num_hops: int = 3
+    collab_dim: int = 0
+    collab_weight: float = 1.0
     balance: bool = True
     balance_strength: float = 1.0
     balance_cap: float = 1.0
@@ -142,7 +149,7 @@ class CodebookConfig:
                 )
         if any(not isinstance(h, int) or h < 1 for h in self.hidden_dims):
             raise InputError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
-        for name in ("num_hops", "warmup_epochs"):
+        for name in ("num_hops", "warmup_epochs", "collab_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise InputError(f"{name} must be an int >= 0, got {value!r}")
@@ -155,8 +162,9 @@ class CodebookConfig:
         for name in ("balance_strength", "balance_cap", "uniformity_weight", "uniformity_threshold", "beta"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise InputError(f"lr must be > 0, got {self.lr}")
+        for name in ("lr", "collab_weight"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if None not in (self.num_clusters, self.codebook_size) and self.num_clusters > self.codebook_size:
             raise InputError(
                 f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})"
@@ -170,8 +178,10 @@ class CodebookConfig:
 
     @classmethod
     def plain(cls, **overrides: object) -> CodebookConfig:
-        """Plain RQ-VAE (TIGER): no graph, no balancing, no dead-code reset, no uniformity loss."""
-        off = {"use_graph": False, "balance": False, "balance_at_assign": False, "reset_dead_codes": False}
+        """Plain RQ-VAE (TIGER): no graph, no collaborative codes, no balancing, no dead-code reset, no
+        uniformity loss."""
+        off = {"use_graph": False, "collab_dim": 0, "balance": False, "balance_at_assign": False}
+        off["reset_dead_codes"] = False
         return replace(cls(), **{**off, "uniformity_weight": 0.0, **overrides})
 
     @classmethod

@@ -5,8 +5,13 @@ training features, so geometry is kept and 1.0 means "as spread as the catalog")
 frozen encoder (RQ-VAE MLP, or the PCA projection of residual k-means), then residual assignment
 c_l = argmin_k ||r_l - e_lk||² + offset_lk with the frozen balancing offsets (zero when unused).
 
-`state_dict()` holds only tensors (encoder weights, codebooks, offsets, μ, s and the encoder layer
-widths), so a tokenizer can save it with safetensors/torch and rebuild it with `from_state_dict`.
+With collaborative codes (`collaborative.py`) the quantizer's input is [content, collaborative block];
+the quantizer then also holds the text -> collaborative map, so `assign` builds a new item's input from
+its content embedding alone (`item_features`).
+
+`state_dict()` holds only tensors (encoder weights, codebooks, offsets, μ, s, the encoder layer widths
+and the optional map), so a tokenizer can save it with safetensors/torch and rebuild it with
+`from_state_dict`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .collaborative import TextToCollab
 from .kmeans import CHUNK, nearest, sq_dists
 from .rqvae import mlp
 
@@ -24,7 +30,7 @@ ENCODER_PREFIX = "encoder."
 
 
 class FrozenQuantizer:
-    """Standardisation + encoder + residual codebooks, all frozen."""
+    """Standardisation + encoder + residual codebooks (+ the text -> collaborative map), all frozen."""
 
     def __init__(
         self,
@@ -34,6 +40,7 @@ class FrozenQuantizer:
         offsets: torch.Tensor,
         input_mean: torch.Tensor,
         input_scale: float,
+        text_to_collab: TextToCollab | None = None,
     ) -> None:
         self.encoder_dims = [int(d) for d in encoder_dims]
         self.encoder = mlp(self.encoder_dims).eval().requires_grad_(False)
@@ -42,6 +49,7 @@ class FrozenQuantizer:
         self.offsets = offsets.detach().float().clone()  # (L, K)
         self.input_mean = input_mean.detach().float().clone()  # (E,)
         self.input_scale = float(input_scale)
+        self.text_to_collab = text_to_collab
         if self.offsets.shape != self.codebooks.shape[:2]:
             raise InputError(f"offsets {tuple(self.offsets.shape)} do not match codebooks")
 
@@ -74,21 +82,33 @@ class FrozenQuantizer:
             residual = residual - self.codebooks[level][idx]
         return torch.stack(codes, 1), last_input
 
-    def assign(self, embeddings: np.ndarray, graph_features: np.ndarray | None = None) -> np.ndarray:
-        """Codes (M, L) int64 of items with the frozen codebook.
+    def codes(self, features: np.ndarray) -> np.ndarray:
+        """Codes (M, L) int64 of quantizer inputs (M, E): what `item_features` returns."""
+        codes, _ = self.quantize_latent(self.encode(features))
+        return codes.numpy().astype(np.int64)
 
-        embeddings: (M, E) content embeddings. graph_features: (M, E) propagated features H_align
-        of these items, when they have training co-occurrences; they then replace `embeddings` as
-        input. Without them the embeddings are used as they are, which is exactly H_align for an
-        item with no co-occurrence (see `graph.py`: self-loops keep isolated items' content).
+    def item_features(self, embeddings: np.ndarray, graph_features: np.ndarray | None = None) -> np.ndarray:
+        """Quantizer inputs (M, E) of items from their content embeddings (M, E_x).
+
+        graph_features: (M, E_x) propagated features H_align of these items, when they have training
+        co-occurrences; they then replace `embeddings` as the content part. Without them the embeddings
+        are used as they are, which is exactly H_align for an item with no co-occurrence (see `graph.py`:
+        self-loops keep isolated items' content). With collaborative codes the block predicted from the
+        embeddings alone is appended (`collaborative.py`).
         """
-        features = embeddings if graph_features is None else graph_features
+        content = embeddings if graph_features is None else graph_features
         if graph_features is not None and np.shape(graph_features) != np.shape(embeddings):
             raise InputError(
                 f"graph_features {np.shape(graph_features)} != embeddings {np.shape(embeddings)}"
             )
-        codes, _ = self.quantize_latent(self.encode(features))
-        return codes.numpy().astype(np.int64)
+        if self.text_to_collab is None:
+            return np.asarray(content, dtype=np.float32)
+        collab = self.text_to_collab.predict(embeddings)  # (M, C)
+        return np.concatenate([np.asarray(content, dtype=np.float32), collab], axis=1)
+
+    def assign(self, embeddings: np.ndarray, graph_features: np.ndarray | None = None) -> np.ndarray:
+        """Codes (M, L) int64 of new items with the frozen codebook (inputs: see `item_features`)."""
+        return self.codes(self.item_features(embeddings, graph_features))
 
     @torch.no_grad()
     def last_level_scores(self, features: np.ndarray) -> torch.Tensor:
@@ -111,6 +131,9 @@ class FrozenQuantizer:
             input_mean=self.input_mean.clone(),
             input_scale=torch.tensor(self.input_scale, dtype=torch.float64),
         )
+        if self.text_to_collab is not None:
+            state["collab_weight"] = torch.from_numpy(self.text_to_collab.weight.copy())
+            state["collab_bias"] = torch.from_numpy(self.text_to_collab.bias.copy())
         return state
 
     @classmethod
@@ -118,6 +141,12 @@ class FrozenQuantizer:
         encoder_state = {
             k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)
         }
+        text_to_collab = None
+        if "collab_weight" in state:
+            weight, bias = (
+                np.asarray(state[key], dtype=np.float32) for key in ("collab_weight", "collab_bias")
+            )
+            text_to_collab = TextToCollab(weight, bias)
         return cls(
             encoder_dims=state["encoder_dims"].tolist(),
             encoder_state=encoder_state,
@@ -125,4 +154,5 @@ class FrozenQuantizer:
             offsets=state["offsets"],
             input_mean=state["input_mean"],
             input_scale=float(state["input_scale"]),
+            text_to_collab=text_to_collab,
         )

@@ -1,6 +1,7 @@
 """Orchestration: embeddings + training histories -> unique Semantic IDs (docs/method.md §1).
 
-1. Features: H_align from co-occurrence propagation (`graph.py`) when `use_graph`, else X.
+1. Features: H_align from co-occurrence propagation (`graph.py`) when `use_graph`, else X; with
+   `collab_dim` > 0 the spectral collaborative block is appended (`collaborative.py`).
 2. Quantizer: RQ-VAE (`train.py`) or residual k-means (`rkmeans.py`) on standardised features,
    frozen into a `FrozenQuantizer`.
 3. Codes: the frozen quantizer assigns every catalog item (the same path `add_items` uses later),
@@ -22,6 +23,7 @@ import torch
 from ..errors import InputError
 from .balancing import repair_dead_codes
 from .clusters import cluster_codes
+from .collaborative import TextToCollab, collaborative_block
 from .collisions import colliding_items, dedup_codes, reassign_collisions
 from .config import CodebookConfig
 from .graph import build_cooccurrence_graph, propagate
@@ -46,7 +48,8 @@ class SemanticIDs:
         largest_group (before dedup), reassigned_items, train_loss and repaired_codes (per level;
         RQ-VAE only), recon_mse (on standardised features, 1.0 = predicting the mean), dedup_size,
         num_items, build_seconds.
-    quantizer: `FrozenQuantizer`; `.assign(embeddings, graph_features=None)` codes new items.
+    quantizer: `FrozenQuantizer`; `.assign(embeddings, graph_features=None)` codes new items (from their
+        text alone: the collaborative block, if any, is predicted from it).
     config: the `CodebookConfig` that built them, with K and Kc fixed for the catalog.
     """
 
@@ -97,6 +100,25 @@ def aligned_features(x: np.ndarray, train_sequences: list[np.ndarray], config: C
     return propagate(x, adj, config.alpha, config.num_hops)
 
 
+def quantizer_inputs(
+    x: np.ndarray, train_sequences: list[np.ndarray], config: CodebookConfig
+) -> tuple[np.ndarray, TextToCollab | None]:
+    """The quantizer's inputs (N, E') of the catalog and the map that gives new items theirs (or None)."""
+    features = aligned_features(x, train_sequences, config)
+    if not config.collab_dim:
+        return features, None
+    block, text_map = collaborative_block(
+        x,
+        features,
+        train_sequences,
+        config.graph_window,
+        config.collab_dim,
+        config.collab_weight,
+        config.seed,
+    )
+    return np.concatenate([features, block], axis=1), text_map
+
+
 def _standardizer(features: np.ndarray) -> tuple[torch.Tensor, float]:
     """Per-dimension mean (E,) and one global RMS scale of the centred features."""
     mean = features.mean(0, dtype=np.float64)  # (E,)
@@ -107,23 +129,24 @@ def _standardizer(features: np.ndarray) -> tuple[torch.Tensor, float]:
 
 
 def fit_quantizer(
-    features: np.ndarray, config: CodebookConfig, progress: bool
+    features: np.ndarray, config: CodebookConfig, progress: bool, text_map: TextToCollab | None = None
 ) -> tuple[FrozenQuantizer, Decoder, dict]:
-    """Fit the configured quantizer; returns it frozen, a decoder latent (M, d) -> (M, E) and
-    training facts for the stats (final training loss, codes moved by the final dead-code repair)."""
+    """Fit the configured quantizer; returns it frozen (holding `text_map`), a decoder latent (M, d) -> (M, E)
+    and training facts for the stats (final training loss, codes moved by the final dead-code repair)."""
     mean, scale = _standardizer(features)
     xs = (torch.as_tensor(features) - mean) / scale  # (N, E)
     if config.quantizer == "rkmeans":
         axes, codebooks = fit_residual_kmeans(xs, config)
         encoder = {"0.weight": axes, "0.bias": torch.zeros(axes.shape[0])}
         offsets = torch.zeros(codebooks.shape[:2])
-        quantizer = FrozenQuantizer([xs.shape[1], axes.shape[0]], encoder, codebooks, offsets, mean, scale)
+        dims = [xs.shape[1], axes.shape[0]]
+        quantizer = FrozenQuantizer(dims, encoder, codebooks, offsets, mean, scale, text_map)
         return quantizer, lambda z: z @ axes, {}
     model, balancer, history = train_rqvae(xs, config, progress)
     keep_bias = balancer is not None and config.balance_at_assign
     offsets = balancer.all_offsets() if keep_bias else torch.zeros(model.codebooks.shape[:2])
     quantizer = FrozenQuantizer(
-        model.encoder_dims, model.encoder.state_dict(), model.codebooks, offsets, mean, scale
+        model.encoder_dims, model.encoder.state_dict(), model.codebooks, offsets, mean, scale, text_map
     )
     info = {"train_loss": history[-1]["loss"] if history else float("nan")}
     if config.reset_dead_codes:
@@ -148,7 +171,7 @@ def reconstruction_mse(
 
 def final_codes(quantizer: FrozenQuantizer, features: np.ndarray, reassign: bool) -> tuple[np.ndarray, int]:
     """Codes (N, L) of the catalog, collisions optionally reassigned, and how many items moved."""
-    assigned = quantizer.assign(features)  # (N, L)
+    assigned = quantizer.codes(features)  # (N, L)
     if not reassign:
         return assigned, 0
     movers = colliding_items(assigned)
@@ -189,8 +212,8 @@ def _build(
     if x.ndim != 2 or x.shape[0] == 0:
         raise InputError(f"embeddings must be a non-empty (N, E) array, got shape {x.shape}")
     config = config.for_catalog(x.shape[0])
-    features = aligned_features(x, train_sequences, config)
-    quantizer, decode, info = fit_quantizer(features, config, progress)
+    features, text_map = quantizer_inputs(x, train_sequences, config)
+    quantizer, decode, info = fit_quantizer(features, config, progress, text_map)
     codes, reassigned = final_codes(quantizer, features, config.reassign_collisions)
     stats: dict = {**level_usage(codes, config.codebook_size), **collision_stats(codes)}
     stats.update(info, reassigned_items=reassigned)
