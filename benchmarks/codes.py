@@ -8,7 +8,8 @@ decoder (and S2GR's thinking targets, which are clusters of these codes) can lea
 drawn from text alone predict little on MovieLens, whose text is a title, a year and genres.
 
     python benchmarks/codes.py --dataset ml-100k --variant coba: --variant collab32:collab_dim=32 \
-        --variant rkmeans:quantizer=rkmeans --out benchmarks/results/codes-ml-100k.json
+        --variant rkmeans:quantizer=rkmeans --out benchmarks/results/codes/codes-ml-100k.json
+    python benchmarks/codes.py --config configs/ml-latest-small-demo.yaml --variant coba: ...   # a config's data
 
 A variant is NAME:FIELD=VALUE,FIELD=VALUE of `CodebookConfig` on top of the package's default (CoBa).
 """
@@ -27,6 +28,8 @@ import yaml
 from s2gr.catalog import build_catalog
 from s2gr.codebook import CodebookConfig
 from s2gr.data import load_data
+from s2gr.training.config import RunConfig
+from s2gr.training.run import load_run_data
 
 
 def entropy(labels: np.ndarray) -> float:
@@ -65,11 +68,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument(
+        "--config", type=Path, help="read the data of this RunConfig file instead of --dataset"
+    )
     parser.add_argument("--max-history", type=int, default=4, help="only shapes the evaluation histories")
     parser.add_argument("--variant", action="append", required=True, help="NAME:FIELD=VALUE,...")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    data = load_data(args.dataset, max_history=args.max_history)
+    if args.config:
+        data = load_run_data(RunConfig.from_yaml(args.config, max_history=args.max_history))
+    else:
+        data = load_data(args.dataset, max_history=args.max_history)
     index = data.item_index()
     validation = data.splits["validation"]
     last = np.array([index[history[-1]] for history in validation["history"]])
@@ -102,7 +111,7 @@ def main() -> None:
         )
     if args.out:
         default = asdict(CodebookConfig())
-        args.out.write_text(json.dumps({"dataset": args.dataset, "default": default, "rows": rows}, indent=2))
+        args.out.write_text(json.dumps({"dataset": data.name, "default": default, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

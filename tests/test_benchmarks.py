@@ -568,3 +568,25 @@ def test_committed_config_is_the_setting_of_its_flags(tmp_path: Path) -> None:
             assert {k: v for k, v in a.to_dict().items() if k not in rest} == {
                 k: v for k, v in b.to_dict().items() if k not in rest
             }
+
+
+def test_sample_efficiency_finds_the_first_epoch_at_tigers_final_validation(tmp_path) -> None:
+    efficiency = benchmark_module("sample_efficiency")
+
+    def write(method: str, seed: int, curve: list[list[float]], final: float, seconds: float) -> None:
+        folder = tmp_path / "runs" / f"{method}-seed{seed}"
+        folder.mkdir(parents=True)
+        result = {"method": method, "seed": seed, "curve": curve, "seconds": seconds}
+        result["metrics"] = {"validation": {"ndcg@10": final}}
+        (folder / "result.json").write_text(json.dumps(result))
+
+    write("tiger", 0, [[2, 0.05], [4, 0.08], [6, 0.07]], final=0.08, seconds=600)
+    write("tiger", 1, [[2, 0.04], [4, 0.06], [6, 0.10]], final=0.10, seconds=600)
+    write("s2gr", 0, [[2, 0.07], [4, 0.095], [6, 0.11]], final=0.11, seconds=1200)
+    write("s2gr", 1, [[2, 0.05], [4, 0.06], [6, 0.07]], final=0.07, seconds=1200)
+    text, data = efficiency.table(tmp_path)
+    assert data["bar"] == pytest.approx(0.09)  # mean of TIGER's two finals
+    rows = {(row["method"], row["seed"]): row for row in data["rows"]}
+    assert rows["s2gr", 0]["epoch"] == 4 and rows["s2gr", 0]["minutes"] == pytest.approx(20 * 4 / 6)
+    assert rows["s2gr", 1]["epoch"] is None and "not reached" in text
+    assert rows["tiger", 1]["epoch"] == 6 and rows["tiger", 0]["epoch"] is None
