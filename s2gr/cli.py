@@ -13,11 +13,13 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
 
+from .batch import dataset_histories, item_titles, read_history_file, recommend_to_file
 from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
 from .checkpoint import default_device, load_checkpoint
 from .codebook import CodebookConfig
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
+from .data.readers import read_item_file
 from .errors import InputError, S2GRError
 from .evaluation import split_metrics, user_sequence
 from .hub import push_checkpoint
@@ -392,6 +394,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
+    if args.output is not None:
+        cmd_recommend_batch(args)
+        return
+    if args.user is None and args.history is None:
+        raise InputError(
+            "say whom to recommend to: --user USER_ID, --history ITEM ..., or --output FILE for every user of "
+            "--input FILE (or of the data set)."
+        )
     model, tokenizer = load_checkpoint(args.model, args.device or default_device())
     data = None
     if args.user is not None or args.dataset is not None or args.interactions is not None:
@@ -414,6 +424,45 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     print(f"top {args.top_k} ({seen}; score = log-probability):")
     texts = dict(zip(data.items["item_id"], data.items["text"], strict=True)) if data is not None else None
     print(format_recommendations(ranking, texts))
+
+
+def cmd_recommend_batch(args: argparse.Namespace) -> None:
+    """Every user of --input (or of the data set) -> --output, a ranked table (s2gr.batch)."""
+    if args.user is not None or args.history is not None:
+        raise InputError("--output ranks every user of --input or of a data set; drop --user/--history.")
+    if args.input is not None and (args.dataset is not None or args.interactions is not None):
+        raise InputError("give --input FILE or a data set (--dataset/--interactions), not both.")
+    recommender = S2GRRecommender(*load_checkpoint(args.model, args.device or default_device()))
+    titles = None
+    if args.input is not None:
+        users, histories = read_history_file(
+            args.input, args.user_col, args.item_col, args.time_col, args.history_col
+        )
+        if args.items is not None:
+            titles = item_titles(read_item_file(args.items, Columns(item_key=args.item_key_col)))
+    else:
+        data = data_from_args(args, max_history=recommender.model.config.context_items)
+        users, histories = dataset_histories(data)
+        titles = item_titles(data.items)
+    summary = recommend_to_file(
+        recommender,
+        users,
+        histories,
+        args.output,
+        top_k=args.top_k,
+        num_beams=args.num_beams,
+        exclude_seen=args.exclude_seen,
+        batch_size=args.batch_size,
+        titles=titles,
+    )
+    print(
+        f"{summary.rows:,} rows for {summary.users - summary.users_without_known_items:,} of {summary.users:,} "
+        f"users written to {args.output} ({summary.users_per_second:,.1f} users/s)"
+    )
+    if summary.unknown_items:
+        print(f"{summary.unknown_items:,} history items outside the model's catalog were skipped")
+    if summary.users_without_known_items:
+        print(f"{summary.users_without_known_items:,} users had no item of the catalog: no rows for them")
 
 
 def format_recommendations(ranking: Sequence[tuple[str, float]], texts: dict[str, str] | None) -> str:
@@ -526,20 +575,40 @@ def add_exclude_seen_arg(parser: argparse.ArgumentParser, what: str) -> None:
 def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     recommend = commands.add_parser(
         "recommend",
-        help="top-k items for a user of a data set or for a history of item ids",
+        help="top-k items for a user, a history, or every user of a file or data set (--output)",
         description="Recommend the next items. --user USER_ID reads everything known about the user in the "
         "data set (training items, then the validation and test targets) and feeds the last of them to the "
-        "model (as many as its config's context_items); --history ITEM ... takes the "
-        "items directly (oldest first), and then a data set is only loaded when given, to show item texts.",
+        "model (as many as its config's context_items); --history ITEM ... takes the items directly (oldest "
+        "first), and then a data set is only loaded when given, to show item texts. --output FILE (.parquet or "
+        ".csv) ranks every user of --input FILE (one row per event, or per user with a list column) or, "
+        "without --input, of the data set, and writes user_id, rank, item_id, score and title rows.",
     )
     add_model_args(recommend)
-    who = recommend.add_mutually_exclusive_group(required=True)
+    who = recommend.add_mutually_exclusive_group()
     who.add_argument("--user", metavar="USER_ID", help="a user id of the data set")
     who.add_argument("--history", nargs="+", metavar="ITEM", help="item ids, oldest first")
     recommend.add_argument(
         "--top-k", type=int, default=DEFAULT_TOP_K, help=f"items to recommend (default {DEFAULT_TOP_K})"
     )
     add_exclude_seen_arg(recommend, "a known item of the user or history (default: on)")
+    batch = recommend.add_argument_group("batch (--output)")
+    batch.add_argument("--output", metavar="FILE", help="write every user's top-k here (.parquet or .csv)")
+    batch.add_argument(
+        "--input",
+        metavar="FILE",
+        help="histories to rank (.csv/.tsv/.parquet/.jsonl): user and item columns (one row per event, ordered by "
+        "--time-col when present) or a --history-col list column (one row per user); default: every user of the "
+        "data set. --items FILE adds titles.",
+    )
+    batch.add_argument(
+        "--history-col", default="history", help="list column of a one-row-per-user --input (default history)"
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"users per beam search (default {DEFAULT_BATCH_SIZE})",
+    )
     add_data_args(recommend)
     recommend.set_defaults(handler=cmd_recommend)
 

@@ -247,11 +247,11 @@ def test_recommend_errors_say_what_to_do(tiny_s2gr, capsys: pytest.CaptureFixtur
     assert_clean_error(code, err, "unknown user id 'no-such-user'", "--history")
     code, _, err = run_cli(capsys, "recommend", "--model", folder, "--history", "1", "no-such-item")
     assert_clean_error(code, err, "unknown item id(s) ['no-such-item']", "item_ids.json")
-    for argv in (["--user", "1", "--history", "1"], []):  # exactly one of --user / --history
-        with pytest.raises(SystemExit) as exit_info:
-            main(["recommend", "--model", str(folder), *argv])
-        assert exit_info.value.code == 2
-        assert "--user" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # --user and --history exclude each other
+        main(["recommend", "--model", str(folder), "--user", "1", "--history", "1"])
+    assert exit_info.value.code == 2 and "--user" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "recommend", "--model", folder)  # nobody to recommend to
+    assert_clean_error(code, err, "--user USER_ID", "--history", "--output FILE")
 
 
 # ------------------------------------------------------------------------------------------------ push

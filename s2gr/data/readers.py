@@ -60,12 +60,12 @@ def read_interactions_file(
     path: str | Path, items_path: str | Path | None = None, columns: Columns = Columns()
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Read a user's own files; the format comes from the extension (or content, for Amazon)."""
-    path = _existing(path)
+    path = existing_file(path)
     if path.suffix == ".inter":
         return read_recbole(path, items_path)
     if _is_amazon(path):
         return read_amazon(path, items_path)
-    frame = _read_table(path)
+    frame = read_table(path)
     missing = [name for name in (columns.user, columns.item, columns.timestamp) if name not in frame]
     if missing:
         raise DataFormatError(
@@ -76,22 +76,27 @@ def read_interactions_file(
     interactions = _canonical(frame, columns.user, columns.item, columns.timestamp, path)
     items = None
     if items_path is not None:
-        items = _item_table(_read_table(_existing(items_path)), columns.item_key, columns.text, items_path)
+        items = read_item_file(items_path, columns)
     return interactions, items
+
+
+def read_item_file(path: str | Path, columns: Columns = Columns()) -> pd.DataFrame:
+    """An item metadata file as the item table: ``item_id``, ``text`` (the encoder's input) and its columns."""
+    return _item_table(read_table(existing_file(path)), columns.item_key, columns.text, path)
 
 
 def read_recbole(
     inter_path: str | Path, item_path: str | Path | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """RecBole atomic files: tab separated with typed headers such as ``user_id:token``."""
-    inter_path = _existing(inter_path)
+    inter_path = existing_file(inter_path)
     frame = _read_recbole_table(inter_path)
     interactions = _canonical(frame, "user_id", "item_id", "timestamp", inter_path)
     if item_path is None and inter_path.with_suffix(".item").is_file():
         item_path = inter_path.with_suffix(".item")
     items = None
     if item_path is not None:
-        table = _read_recbole_table(_existing(item_path))
+        table = _read_recbole_table(existing_file(item_path))
         items = _item_table(table, "item_id", (), item_path, recipe=_movie_text)
     return interactions, items
 
@@ -101,7 +106,7 @@ def read_amazon(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Amazon Reviews 2014/2018 (``reviewerID``/``asin``/``unixReviewTime``) or 2023 (``user_id``/
     ``parent_asin``/``timestamp`` in ms). Item text: title, brand, categories, price."""
-    reviews_path = _existing(reviews_path)
+    reviews_path = existing_file(reviews_path)
     records = list(_json_records(reviews_path))
     if not records:
         raise DataFormatError(f"{reviews_path}: the file holds no reviews.")
@@ -119,7 +124,7 @@ def read_amazon(
         )
     items = None
     if meta_path is not None:
-        meta = pd.DataFrame.from_records(list(_json_records(_existing(meta_path))))
+        meta = pd.DataFrame.from_records(list(_json_records(existing_file(meta_path))))
         key = "parent_asin" if "parent_asin" in meta else "asin"
         items = _item_table(meta, key, (), meta_path, recipe=_amazon_text)
     return interactions, items
@@ -160,16 +165,18 @@ def _generic_text(row: dict, text_columns: Sequence[str]) -> str:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _existing(path: str | Path) -> Path:
+def existing_file(path: str | Path, flags: str = "--interactions/--items") -> Path:
+    """The path of a readable, non-empty file; errors name the command-line ``flags`` it came from."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such file. Check the path (--interactions/--items).")
+        raise MissingFileError(f"{path}: no such file. Check the path ({flags}).")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty.")
     return path
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV/TSV (delimiter detected, every cell a string), Parquet or JSON (Lines) file as a frame."""
     name = path.name.removesuffix(".gz")
     try:
         if name.endswith(".parquet"):
@@ -323,7 +330,7 @@ def _check_missing(frame: pd.DataFrame, roles: dict[str, str], path: Path) -> No
         )
 
 
-def _timestamps(values: pd.Series, column: str, path: Path) -> np.ndarray:
+def parse_timestamps(values: pd.Series, column: str, path: Path) -> np.ndarray:
     """Numbers as given, or date-times (ISO 8601 text, datetime64) as Unix seconds (UTC), as float64."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return _unix_seconds(pd.to_datetime(values, utc=True))
@@ -361,7 +368,7 @@ def _canonical(frame: pd.DataFrame, user: str, item: str, timestamp: str, path: 
         {
             "user_id": frame[user].astype(str).to_numpy(),
             "item_id": frame[item].astype(str).to_numpy(),
-            "timestamp": _timestamps(frame[timestamp], timestamp, path),
+            "timestamp": parse_timestamps(frame[timestamp], timestamp, path),
         }
     )
 
