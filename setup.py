@@ -5,6 +5,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+SERVE = ["fastapi>=0.110", "uvicorn>=0.29"]  # `s2gr serve`
 
 setup(
     name="s2gr",
@@ -35,7 +36,10 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
-    extras_require={"dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "pytest-timeout>=2.3"]},
+    extras_require={
+        "serve": SERVE,
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "pytest-timeout>=2.3", "httpx>=0.27", *SERVE],
+    },
     entry_points={"console_scripts": ["s2gr=s2gr.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -38,7 +38,6 @@ from .errors import InputError
 from .recommender import DEFAULT_BATCH_SIZE, S2GRRecommender
 
 OUTPUT_FORMATS = (".parquet", ".csv")
-TITLE_COLUMNS = ("title", "movie_title", "name")  # the first present is an item's title; else its text
 
 
 @dataclass
@@ -107,15 +106,6 @@ def dataset_histories(data) -> tuple[list[str], list[list[str]]]:
         )
     ]
     return list(splits["train"]["user_id"]), histories
-
-
-def item_titles(items) -> dict[str, str]:
-    """Item id -> title from an item table (`RecData.items`): its title column, else its text."""
-    columns = getattr(items, "column_names", None) or list(items.columns)
-    column = next((name for name in TITLE_COLUMNS if name in columns), "text")
-    if column not in columns:
-        return {}
-    return dict(zip(map(str, items["item_id"]), items[column], strict=True))
 
 
 def recommend_to_file(

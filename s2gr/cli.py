@@ -13,10 +13,10 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from pathlib import Path
 
-from .batch import dataset_histories, item_titles, read_history_file, recommend_to_file
+from .batch import dataset_histories, read_history_file, recommend_to_file
 from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
-from .checkpoint import default_device, load_checkpoint
+from .checkpoint import default_device, load_checkpoint, resolve_model_folder
 from .codebook import CodebookConfig
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
 from .data.readers import read_item_file
@@ -24,6 +24,7 @@ from .errors import InputError, S2GRError
 from .evaluation import split_metrics, user_sequence
 from .hub import push_checkpoint
 from .recommender import DEFAULT_BATCH_SIZE, S2GRRecommender
+from .titles import item_titles, load_titles
 from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
 from .training.presets import DEMO, with_method
@@ -433,7 +434,7 @@ def cmd_recommend_batch(args: argparse.Namespace) -> None:
     if args.input is not None and (args.dataset is not None or args.interactions is not None):
         raise InputError("give --input FILE or a data set (--dataset/--interactions), not both.")
     recommender = S2GRRecommender(*load_checkpoint(args.model, args.device or default_device()))
-    titles = None
+    titles = load_titles(resolve_model_folder(args.model))  # saved by s2gr train; --items or the data set win
     if args.input is not None:
         users, histories = read_history_file(
             args.input, args.user_col, args.item_col, args.time_col, args.history_col
@@ -537,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(commands)
     add_recommend_parser(commands)
+    add_serve_parser(commands)
     add_push_parser(commands)
     from .finetune_cli import add_finetune_command  # it imports this module's run-config helpers
 
@@ -611,6 +613,62 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_data_args(recommend)
     recommend.set_defaults(handler=cmd_recommend)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serving import serve
+
+    try:
+        import fastapi  # noqa: F401 - checked here, imported where used
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise InputError(
+            f"s2gr serve needs FastAPI and uvicorn: pip install 's2gr[serve]' ({error})."
+        ) from None
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        num_beams=args.num_beams,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_top_k=args.max_top_k,
+    )
+
+
+def add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    from .serving import DEFAULT_MAX_BATCH, DEFAULT_MAX_TOP_K, DEFAULT_MAX_WAIT_MS
+
+    serve = commands.add_parser(
+        "serve",
+        help="an HTTP JSON API over a model (POST /recommend, GET /items/ID, GET /health, /docs)",
+        description="Serve recommendations over HTTP with FastAPI on uvicorn (pip install 's2gr[serve]'). "
+        "Requests that arrive within --max-wait-ms of each other are ranked together in one beam search (up to "
+        "--max-batch histories); --max-batch 1 turns that off. The OpenAPI page is at /docs.",
+    )
+    add_model_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help=f"histories per beam search (default {DEFAULT_MAX_BATCH})",
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help=f"how long a request waits for others to batch with (default {DEFAULT_MAX_WAIT_MS:g})",
+    )
+    serve.add_argument(
+        "--max-top-k",
+        type=int,
+        default=DEFAULT_MAX_TOP_K,
+        help=f"largest top_k a request may ask (default {DEFAULT_MAX_TOP_K})",
+    )
+    serve.set_defaults(handler=cmd_serve)
 
 
 def add_push_parser(commands: argparse._SubParsersAction) -> None:

@@ -106,6 +106,7 @@ def tiny_s2gr(tmp_path_factory: pytest.TempPathFactory) -> TinyS2GR:
 
     from s2gr.catalog import build_catalog
     from s2gr.evaluation import split_metrics
+    from s2gr.titles import item_titles
     from s2gr.training.run import load_run_data, new_model, run_summary, save_model
 
     config = tiny_config(tmp_path_factory.mktemp("tiny-run"))
@@ -123,7 +124,7 @@ def tiny_s2gr(tmp_path_factory: pytest.TempPathFactory) -> TinyS2GR:
                 metrics[method][split] = values
     folder = Path(config.output_dir) / "model"
     summary = run_summary(config, data, catalog.tokenizer, catalog.stats, model, metrics, 0.0)
-    save_model(model, catalog.tokenizer, folder, summary)
+    save_model(model, catalog.tokenizer, folder, summary, item_titles(data.items))
     data_args = ("--dataset", str(config.dataset), "--max-users", str(config.max_users))
     return TinyS2GR(folder, data, config.num_beams, data_args)
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from s2gr import S2GRRecommender
-from s2gr.batch import dataset_histories, item_titles, read_history_file, recommend_to_file
+from s2gr.batch import dataset_histories, read_history_file, recommend_to_file
 from s2gr.cli import main
-from s2gr.errors import InputError
+from s2gr.errors import CorruptFileError, InputError
+from s2gr.titles import TITLES_FILE, item_titles, load_titles
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -75,7 +76,9 @@ def test_an_events_csv_with_unknown_items_and_users_is_counted(
     assert "3 history items outside the model's catalog were skipped" in out
     assert "1 users had no item of the catalog" in out
     table = pd.read_csv(output, dtype={"user_id": str, "item_id": str})
-    assert list(table.columns) == ["user_id", "rank", "item_id", "score"]  # no item file: no titles
+    # No data set or item file: the titles saved in the model folder by the run.
+    assert load_titles(tiny_s2gr.folder) == item_titles(tiny_s2gr.data.items)
+    assert table["title"].tolist() == [item_titles(tiny_s2gr.data.items)[item] for item in table["item_id"]]
     assert table["user_id"].drop_duplicates().tolist() == ["a", "b"]
     expected = expected_rankings(loaded, [first, second])  # the events, ordered by time, without the unknown
     for user, ranking in zip("ab", expected, strict=True):
@@ -133,3 +136,13 @@ def test_bad_batch_inputs_are_refused_before_any_work(tiny_s2gr, loaded, capsys,
             S2GRRecommender(model, tokenizer), ["a"], [["1"]], tmp_path / "out.xlsx", progress=False
         )
     assert not any(tmp_path.glob("o.csv*")) and not (tmp_path / "out.xlsx").exists()  # nothing half-written
+
+
+def test_titles_file_is_optional_and_a_broken_one_is_named(tmp_path: Path) -> None:
+    assert load_titles(tmp_path) is None
+    (tmp_path / TITLES_FILE).write_text('{"1": "Toy Story"')
+    with pytest.raises(CorruptFileError, match=TITLES_FILE):
+        load_titles(tmp_path)
+    items = pd.DataFrame({"item_id": [1, 2], "text": ["a. b", "c"], "title": ["A", ""]})
+    assert item_titles(items) == {"1": "A"}  # an empty title is no title
+    assert item_titles(items.drop(columns="title")) == {"1": "a. b", "2": "c"}

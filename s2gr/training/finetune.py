@@ -89,6 +89,7 @@ from ..data.loading import build_recdata
 from ..errors import InputError
 from ..evaluation import final_metrics
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
+from ..titles import item_titles, load_titles
 from ..tokenization_s2gr import S2GRTokenizer
 from .config import RunConfig
 from .run import (
@@ -303,7 +304,8 @@ def finetune_run(
     summary["finetune"] = {"base": str(base), "method": method, "new_items": len(new_items)}
     summary["training"].update(fine_tuned_from=str(base), method=method)
     if main_process:
-        _write_run(output, config, trained, tokenizer, metrics, summary)
+        titles = {**(load_titles(base) or {}), **item_titles(data.items)}
+        _write_run(output, config, trained, tokenizer, metrics, summary, titles)
     trainer.accelerator.wait_for_everyone()
     return FinetuneResult(
         output_dir=output,
@@ -325,9 +327,10 @@ def _write_run(
     tokenizer: S2GRTokenizer,
     metrics: dict[str, Any],
     summary: dict[str, Any],
+    titles: dict[str, str],
 ) -> None:
     """The merged model folder (the same ``save_model`` as ``s2gr train``) and the run's files."""
-    save_model(model, tokenizer, output / MODEL_DIR, summary)
+    save_model(model, tokenizer, output / MODEL_DIR, summary, titles)
     config.save(output / CONFIG_FILE)
     write_json(output / "metrics.json", metrics)
     write_json(output / "run.json", summary)

@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..evaluation import final_metrics, reported_splits, seen_items
 from ..hub_cards import build_model_card
 from ..modeling_s2gr import S2GRForGenerativeRecommendation
+from ..titles import item_titles, save_titles
 from ..tokenization_s2gr import S2GRTokenizer
 from .collator import HistoryCollator, SegmentCollator
 from .config import RunConfig
@@ -352,7 +353,7 @@ def train_run(
     model_dir = output / MODEL_DIR
     summary = run_summary(config, data, tokenizer, stats, model, metrics, seconds)
     if main_process:
-        save_model(model, tokenizer, model_dir, summary)
+        save_model(model, tokenizer, model_dir, summary, item_titles(data.items))
         write_json(output / "metrics.json", metrics)
         write_json(output / "run.json", summary)
         plot_training_curves(trainer.state.log_history, output / "training_curves.png")
@@ -403,13 +404,17 @@ def run_catalog(
         return catalog.tokenizer, catalog.stats
 
 
-def save_model(model, tokenizer: S2GRTokenizer, folder: Path, summary: dict) -> None:
-    """Model + tokenizer + code files + model card: a folder ``from_pretrained`` and ``s2gr push`` accept,
-    written whole or not at all."""
+def save_model(
+    model, tokenizer: S2GRTokenizer, folder: Path, summary: dict, titles: dict[str, str] | None = None
+) -> None:
+    """Model + tokenizer + code files + model card (+ item titles): a folder ``from_pretrained`` and ``s2gr push``
+    accept, written whole or not at all."""
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if titles:
+            save_titles(tmp, titles)
         (tmp / "run.json").write_text(json.dumps(summary, indent=2))
         build_model_card(summary).save(tmp / "README.md")
 
