@@ -119,8 +119,10 @@ def recommend_to_file(
     batch_size: int = DEFAULT_BATCH_SIZE,
     titles: dict[str, str] | None = None,
     progress: bool = True,
+    epsilon: float = 0.0,
 ) -> BatchSummary:
-    """Rank the catalog for every user and write the table to `output` (.parquet or .csv)."""
+    """Rank the catalog for every user and write the table to `output` (.parquet or .csv); `epsilon`: the
+    share of each top-k cold items may take (`S2GRRecommender.recommend`)."""
     output = Path(output)
     if output.suffix not in OUTPUT_FORMATS:
         raise InputError(f"{output}: the output must end in {' or '.join(OUTPUT_FORMATS)}.")
@@ -147,6 +149,7 @@ def recommend_to_file(
                     exclude=kept if exclude_seen else None,
                     batch_size=batch_size,
                     return_scores=True,
+                    epsilon=epsilon,
                     **search,
                 )
                 if kept

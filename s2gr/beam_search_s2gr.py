@@ -99,9 +99,11 @@ class DecodingTrie:
     def __post_init__(self) -> None:
         levels = len(self.codes) - 1
         self.parents = [self._parents(j) for j in range(levels)]
-        self.parents.append(torch.empty_like(self.items).scatter_(0, self.items, self._parents(levels)))
+        # Leaf parent by item index; -1 for indices the trie leaves out (a trie over part of a catalog).
+        leaf_parent = torch.full((int(self.items.max()) + 1,), -1, dtype=torch.long, device=self.items.device)
+        self.parents.append(leaf_parent.scatter_(0, self.items, self._parents(levels)))
         self.sizes = []
-        below, node = torch.ones_like(self.items), self.parents[levels]  # one item per leaf
+        below, node = torch.ones_like(self.items), self._parents(levels)  # one item per leaf, in leaf order
         for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
             below = torch.zeros(len(self.parents[j]), dtype=torch.long, device=node.device).index_add_(
                 0, node, below
@@ -140,8 +142,11 @@ def fully_excluded_nodes(trie: DecodingTrie, exclude_items: torch.Tensor) -> lis
     exclude_items = exclude_items.sort(dim=1).values
     repeated = F.pad(exclude_items[:, 1:] == exclude_items[:, :-1], (1, 0), value=False)
     exclude_items = exclude_items.masked_fill(repeated, -1)  # an item listed twice must count once
-    valid = exclude_items >= 0
-    node = trie.parents[levels][exclude_items.clamp(min=0)]  # (B, H) depth-L node of each excluded item
+    leaf_parent = trie.parents[levels]
+    inside = exclude_items.clamp(min=0, max=len(leaf_parent) - 1)
+    node = leaf_parent[inside]  # (B, H) depth-L node of each excluded item, -1 for an item outside the trie
+    valid = (exclude_items >= 0) & (exclude_items < len(leaf_parent)) & (node >= 0)
+    node = node.clamp(min=0)
     dead = [None] * levels
     for j in range(levels - 1, -1, -1):  # depth j+1 nodes, deepest first
         excluded = torch.zeros(batch, len(trie.sizes[j]), dtype=torch.long, device=node.device)

@@ -452,13 +452,28 @@ class SemanticIDCatalog:
         """Item index of each SID `codes (M, L+1)` in local codes → `(M,)`, -1 where it is no catalog SID."""
         return self._trie.lookup(codes)
 
-    def prefix_tables(self, device: torch.device | str | None = None) -> PrefixTables:
+    def prefix_tables(
+        self, device: torch.device | str | None = None, without: Sequence[str] = ()
+    ) -> PrefixTables:
         """Constrained-decoding tables of the catalog (see `PrefixTables`), cached per device.
 
         Read off the sorted SID trie (itself built at construction by one lexicographic sort, `O(N log N)`);
-        memory `O(L * N)`, whatever the fan-out of any node.
+        memory `O(L * N)`, whatever the fan-out of any node. `without`: item ids left out of the trie (item
+        indices stay the catalog's), for items the model must not generate, such as cold items: leaving them
+        out, rather than excluding them after the softmax, keeps every other item's probability as it was.
+        Built anew at each call (no cache).
         """
         key = str(torch.device(device if device is not None else "cpu"))
+        if without:
+            keep = np.setdiff1d(np.arange(len(self._item_ids)), self.indices(without, "error", "without"))
+            trie = _SidTrie.build(self._codes[keep], self.radices, [self._item_ids[row] for row in keep])
+            offsets, codes, items = trie.csr_tables()
+            tables = PrefixTables(
+                [torch.from_numpy(t) for t in offsets],
+                [torch.from_numpy(t) for t in codes],
+                torch.from_numpy(keep[items]),
+            )
+            return tables.to(key)
         if key not in self._tables:
             if "cpu" not in self._tables:
                 offsets, codes, items = self._trie.csr_tables()

@@ -18,6 +18,7 @@ from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
 from .catalog import CODE_USAGE_PLOT, build_catalog, describe_catalog, save_catalog
 from .checkpoint import default_device, load_checkpoint, resolve_model_folder
 from .codebook import CodebookConfig
+from .cold_start import load_cold_items
 from .data import DATASETS, DEFAULT_DATASET, DEFAULT_ENCODER, Columns, RecData, load_data
 from .data.readers import read_item_file
 from .errors import InputError, S2GRError
@@ -411,12 +412,14 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     known = user_sequence(data.splits, args.user) if args.user is not None else args.history
     check_items(known, tokenizer)
     history = known[-model.config.context_items :]  # what the model reads
-    (ranking,) = S2GRRecommender(model, tokenizer).recommend(
+    cold = load_cold_items(resolve_model_folder(args.model))
+    (ranking,) = S2GRRecommender(model, tokenizer, cold_items=cold).recommend(
         [history],
         top_k=args.top_k,
         num_beams=args.num_beams,
         exclude=[known] if args.exclude_seen else None,
         return_scores=True,
+        epsilon=args.epsilon,
     )
     who = f"user {args.user}" if args.user is not None else "the given history"
     print(f"{who}: {len(known)} known items, the model reads the last {len(history)} (oldest first):")
@@ -433,7 +436,10 @@ def cmd_recommend_batch(args: argparse.Namespace) -> None:
         raise InputError("--output ranks every user of --input or of a data set; drop --user/--history.")
     if args.input is not None and (args.dataset is not None or args.interactions is not None):
         raise InputError("give --input FILE or a data set (--dataset/--interactions), not both.")
-    recommender = S2GRRecommender(*load_checkpoint(args.model, args.device or default_device()))
+    folder = resolve_model_folder(args.model)
+    recommender = S2GRRecommender(
+        *load_checkpoint(folder, args.device or default_device()), cold_items=load_cold_items(folder)
+    )
     titles = load_titles(resolve_model_folder(args.model))  # saved by s2gr train; --items or the data set win
     if args.input is not None:
         users, histories = read_history_file(
@@ -455,6 +461,7 @@ def cmd_recommend_batch(args: argparse.Namespace) -> None:
         exclude_seen=args.exclude_seen,
         batch_size=args.batch_size,
         titles=titles,
+        epsilon=args.epsilon,
     )
     print(
         f"{summary.rows:,} rows for {summary.users - summary.users_without_known_items:,} of {summary.users:,} "
@@ -539,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_recommend_parser(commands)
     add_serve_parser(commands)
+    add_add_items_parser(commands)
     add_push_parser(commands)
     from .finetune_cli import add_finetune_command  # it imports this module's run-config helpers
 
@@ -593,6 +601,7 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
         "--top-k", type=int, default=DEFAULT_TOP_K, help=f"items to recommend (default {DEFAULT_TOP_K})"
     )
     add_exclude_seen_arg(recommend, "a known item of the user or history (default: on)")
+    add_epsilon_arg(recommend)
     batch = recommend.add_argument_group("batch (--output)")
     batch.add_argument("--output", metavar="FILE", help="write every user's top-k here (.parquet or .csv)")
     batch.add_argument(
@@ -615,6 +624,67 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     recommend.set_defaults(handler=cmd_recommend)
 
 
+def cmd_add_items(args: argparse.Namespace) -> None:
+    from .cold_start import add_cold_items
+    from .data import embed_texts
+
+    folder = resolve_model_folder(args.model)
+    run_config = folder.parent / "run_config.yaml"
+    encoder = args.encoder or (
+        RunConfig.from_yaml(run_config).encoder if run_config.is_file() else DEFAULT_ENCODER
+    )
+    columns = Columns(
+        item_key=args.item_key_col, text=tuple(column for column in args.text_cols.split(",") if column)
+    )
+    items = read_item_file(args.items, columns)
+    new = add_cold_items(
+        folder,
+        items,
+        args.output,
+        lambda texts: embed_texts(texts, encoder, cache_dir=args.cache_dir, progress=False),
+    )
+    print(
+        f"{len(new):,} of the {len(items):,} items were new and got Semantic IDs from the frozen codebook (encoder "
+        f"{encoder}); the extended model is in {args.output}. Recommend them with --epsilon (e.g. 0.1)."
+    )
+
+
+def add_add_items_parser(commands: argparse._SubParsersAction) -> None:
+    add = commands.add_parser(
+        "add-items",
+        help="give new catalog items Semantic IDs without training (cold start, recommended with --epsilon)",
+        description="Items of --items that the model's catalog lacks get Semantic IDs from the frozen codebook, "
+        "from their text alone; the model's weights do not change. The extended model folder (--output) lists "
+        "them in cold_items.json: they are never generated directly, but `recommend`/`serve` with --epsilon E "
+        "let them take up to floor(E * top_k) slots, each scored like the generated item whose codes it shares "
+        "(TIGER, Sec. 4.3). The item text must be built as in training: the same --item-key-col/--text-cols.",
+    )
+    add.add_argument(
+        "--model", required=True, metavar="DIR", help="a model folder or a `s2gr train` run folder"
+    )
+    add.add_argument(
+        "--items", required=True, metavar="FILE", help="item file (.csv/.tsv/.parquet/.jsonl/.item)"
+    )
+    add.add_argument("--output", required=True, metavar="DIR", help="where the extended model folder goes")
+    add.add_argument("--item-key-col", default="item_id", help="item id column of --items")
+    add.add_argument("--text-cols", default="", help="comma-separated text columns (default: all but the id)")
+    add.add_argument(
+        "--encoder", default=None, help="text encoder (default: the run's, else all-MiniLM-L6-v2)"
+    )
+    add.add_argument("--cache-dir", default=None, help="cache folder (default $S2GR_CACHE or ~/.cache/s2gr)")
+    add.set_defaults(handler=cmd_add_items)
+
+
+def add_epsilon_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="largest share of each top-k for cold items (s2gr add-items), scored like the generated item whose "
+        "codes they share (default 0: none)",
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serving import serve
 
@@ -634,6 +704,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_top_k=args.max_top_k,
+        epsilon=args.epsilon,
     )
 
 
@@ -668,6 +739,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_TOP_K,
         help=f"largest top_k a request may ask (default {DEFAULT_MAX_TOP_K})",
     )
+    add_epsilon_arg(serve)
     serve.set_defaults(handler=cmd_serve)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from transformers.utils import logging
 
 from .beam_search_s2gr import DEFAULT_NUM_BEAMS, DEFAULT_TOP_K
 from .catalog_s2gr import item_key
+from .cold_start import check_epsilon, cold_prefix_index, load_cold_items, mix_cold_items
 from .errors import InputError
 
 # Users per beam-search batch.
@@ -30,22 +32,29 @@ class S2GRRecommender:
     model: an `S2GRForGenerativeRecommendation` (or a PEFT model around one); tokenizer: the `S2GRTokenizer` of
     the same checkpoint. A tokenizer of another codebook would map codes to the wrong items silently, so one
     whose sizes or cluster map differ from the model's is refused (`ValueError`), as is an object that is no
-    S2GR tokenizer (`TypeError`).
+    S2GR tokenizer (`TypeError`). cold_items: catalog items the model was never trained on (`s2gr add-items`,
+    `s2gr.cold_start`): never generated, recommended only through `epsilon`.
     """
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, cold_items: Sequence[str] = ()) -> None:
         # A PEFT model forwards through its adapters; its base model holds `recommend` and the config.
         self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.tokenizer = tokenizer
         check_tokenizer(self.model, tokenizer)
+        self.cold_items = [item_key(item) for item in cold_items]
+        missing = sorted(set(self.cold_items) - set(tokenizer.item_ids))
+        if missing:
+            raise InputError(f"cold items {missing[:5]} are not in the tokenizer's catalog.")
+        self._cold_by_prefix = cold_prefix_index(tokenizer, self.cold_items)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> S2GRRecommender:
         """Model (in eval mode, on `device`: default cuda when available) and tokenizer of a checkpoint: a
         model folder, the folder of a `s2gr train` run, or a Hub repo id (see `s2gr.checkpoint`)."""
-        from .checkpoint import default_device, load_checkpoint
+        from .checkpoint import default_device, load_checkpoint, resolve_model_folder
 
-        return cls(*load_checkpoint(path, device or default_device()))
+        cold = load_cold_items(resolve_model_folder(path)) if Path(path).exists() else []
+        return cls(*load_checkpoint(path, device or default_device()), cold_items=cold)
 
     @torch.no_grad()
     def recommend(
@@ -58,6 +67,7 @@ class S2GRRecommender:
         batch_size: int = DEFAULT_BATCH_SIZE,
         return_scores: bool = False,
         progress: bool = False,
+        epsilon: float = 0.0,
     ) -> list[list[str]] | list[list[tuple[str, float]]]:
         """Top-k item ids (best first) for each history of item ids.
 
@@ -68,15 +78,49 @@ class S2GRRecommender:
         exclude: item ids never returned to user i (e.g. everything the user has seen); ids outside the
             catalog are ignored, as they can never be recommended anyway.
         return_scores: give `(item_id, score)` pairs, score = the beam's log-probability (see `model.recommend`).
+        epsilon: the largest share of each top-k that cold items may take, each scored like the generated item
+            whose level codes it shares (`s2gr.cold_start`); 0 (default) recommends none.
         Fewer than `top_k` items come back only when fewer non-excluded items exist (`top_k` beyond the catalog
         is the whole catalog). The model's training mode is restored afterwards.
         """
         if exclude is not None and len(exclude) != len(histories):
             raise InputError(f"exclude needs one list per history ({len(histories)}), got {len(exclude)}.")
+        check_epsilon(epsilon)
+        mixing = epsilon > 0 and bool(self.cold_items)
+        rankings = self._ranked(
+            histories, max(top_k, num_beams) if mixing else top_k, num_beams, exclude, on_unknown, batch_size,
+            progress,
+        )  # fmt: skip
+        if mixing:
+            prefix_of = dict(
+                zip(self.tokenizer.item_ids, map(tuple, self.tokenizer.codes[:, :-1].tolist()), strict=True)
+            )
+            rows = exclude or [[] for _ in histories]
+            rankings = [
+                mix_cold_items(
+                    ranking, prefix_of, self._cold_by_prefix, top_k, epsilon, set(map(item_key, row))
+                )
+                for ranking, row in zip(rankings, rows, strict=True)
+            ]
+        return rankings if return_scores else [[item for item, _ in ranking] for ranking in rankings]
+
+    def _ranked(
+        self,
+        histories: Sequence[Sequence[str]],
+        top_k: int,
+        num_beams: int,
+        exclude: Sequence[Sequence[str]] | None,
+        on_unknown: str,
+        batch_size: int,
+        progress: bool,
+    ) -> list[list[tuple[str, float]]]:
+        """(item id, score) pairs per history, best first: the batched loop around `model.recommend`."""
         model, tokenizer = self.model, self.tokenizer
         item_ids = tokenizer.item_ids
         index = {item: position for position, item in enumerate(item_ids)}
-        trie = model.decoding_trie(tokenizer.prefix_tables(model.device))  # checked once, not per batch
+        # Checked once, not per batch. Cold items are left out of the trie: the model has not learnt their SIDs,
+        # and a leaf added under a trained prefix would take probability from its siblings.
+        trie = model.decoding_trie(tokenizer.prefix_tables(model.device, without=self.cold_items))
         was_training = model.training
         model.eval()
         rankings: list[Any] = []
@@ -100,7 +144,7 @@ class S2GRRecommender:
                     num_beams=num_beams,
                     exclude_items=excluded,
                 )
-                rankings += ranked_ids(result, item_ids, return_scores)
+                rankings += ranked_ids(result, item_ids, with_scores=True)
         finally:
             model.train(was_training)
         return rankings

@@ -2,7 +2,8 @@
 
 Endpoints (the OpenAPI page is at `/docs`, the schema at `/openapi.json`):
 * `POST /recommend` `{"histories": [[item ids, oldest first], ...]}` (or `"history": [...]` for one user),
-  `top_k` (1..`max_top_k`, default 10), `exclude_seen` (default true), `skip_unknown` (default false) ->
+  `top_k` (1..`max_top_k`, default 10), `exclude_seen` (default true), `skip_unknown` (default false),
+  `epsilon` (the share of the top-k cold items may take, default the server's `--epsilon`) ->
   `{"recommendations": [[{"item_id", "score", "title"}, ...], ...], "skipped_unknown": [count per history]}`;
 * `GET /items/{item_id}` -> the item's title and Semantic ID; `GET /health` -> status and sizes.
 
@@ -42,6 +43,7 @@ class _Pending:
     top_k: int
     exclude_seen: bool
     future: asyncio.Future = field(repr=False)
+    epsilon: float = 0.0
 
 
 class RequestBatcher:
@@ -74,9 +76,11 @@ class RequestBatcher:
             self._worker.cancel()
         self._executor.shutdown(wait=True)
 
-    async def recommend(self, histories: list[list[str]], top_k: int, exclude_seen: bool) -> list:
+    async def recommend(
+        self, histories: list[list[str]], top_k: int, exclude_seen: bool, epsilon: float = 0.0
+    ) -> list:
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(histories, top_k, exclude_seen, future))
+        await self._queue.put(_Pending(histories, top_k, exclude_seen, future, epsilon))
         return await future
 
     async def _serve(self) -> None:
@@ -103,12 +107,13 @@ class RequestBatcher:
                     pending.future.set_result(result)
 
     def _rank(self, batch: list[_Pending]) -> list[list]:
-        """One beam search per beam width over the batch's histories; results split back per request."""
-        groups: dict[int, list[int]] = defaultdict(list)
+        """One beam search per beam width (and cold-item share) over the batch's histories; results split back
+        per request."""
+        groups: dict[tuple[int, float], list[int]] = defaultdict(list)
         for position, pending in enumerate(batch):
-            groups[max(self.num_beams, pending.top_k)].append(position)
+            groups[max(self.num_beams, pending.top_k), pending.epsilon].append(position)
         results: list[list] = [[] for _ in batch]
-        for positions in groups.values():
+        for (_, epsilon), positions in groups.items():
             members = [batch[position] for position in positions]
             histories = [history for pending in members for history in pending.histories]
             exclude = [
@@ -118,7 +123,12 @@ class RequestBatcher:
             ]
             top_k = max(pending.top_k for pending in members)
             rankings = self.recommender.recommend(
-                histories, top_k=top_k, num_beams=self.num_beams, exclude=exclude, return_scores=True
+                histories,
+                top_k=top_k,
+                num_beams=self.num_beams,
+                exclude=exclude,
+                return_scores=True,
+                epsilon=epsilon,
             )
             self.batches += 1
             start = 0
@@ -136,8 +146,10 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
     max_top_k: int = DEFAULT_MAX_TOP_K,
+    epsilon: float = 0.0,
 ):
-    """The FastAPI application serving `recommender` (see the module docstring)."""
+    """The FastAPI application serving `recommender` (see the module docstring); `epsilon`: the default
+    share of each top-k for cold items (`s2gr add-items`), which a request may change."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, HTTPException
@@ -147,6 +159,7 @@ def create_app(
     known = set(tokenizer.item_ids)
     titles = titles or {}
     batcher = RequestBatcher(recommender, num_beams, max_batch, max_wait_ms)
+    default_epsilon = epsilon  # the request model's field of the same name would hide it in its class body
 
     class RecommendRequest(BaseModel):
         histories: list[list[str]] | None = Field(
@@ -159,6 +172,9 @@ def create_app(
         exclude_seen: bool = Field(True, description="never recommend an item of the user's own history")
         skip_unknown: bool = Field(
             False, description="drop item ids outside the catalog instead of refusing them"
+        )
+        epsilon: float = Field(
+            default_epsilon, ge=0, le=1, description="largest share of the top-k for cold items (add-items)"
         )
 
         @model_validator(mode="after")
@@ -213,7 +229,7 @@ def create_app(
                 )
             histories.append(kept)
             skipped.append(len(history) - len(kept))
-        rankings = await batcher.recommend(histories, request.top_k, request.exclude_seen)
+        rankings = await batcher.recommend(histories, request.top_k, request.exclude_seen, request.epsilon)
         recommendations = [
             [Recommendation(item_id=item, score=score, title=titles.get(item)) for item, score in ranking]
             for ranking in rankings
@@ -237,6 +253,7 @@ def create_app(
         return {
             "status": "ok",
             "items": len(known),
+            "cold_items": len(recommender.cold_items),
             "num_beams": num_beams,
             "max_batch": max_batch,
             "max_wait_ms": max_wait_ms,
@@ -260,6 +277,6 @@ def serve(
     from .checkpoint import resolve_model_folder
     from .titles import load_titles
 
-    recommender = S2GRRecommender.from_pretrained(model, device=device)
+    recommender = S2GRRecommender.from_pretrained(model, device=device)  # with the folder's cold items
     app = create_app(recommender, load_titles(resolve_model_folder(model)), **settings)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -483,10 +483,12 @@ class S2GRTokenizer(PreTrainedTokenizer):
 
     # ---------------------------------------------------------------------------------- constrained decoding
 
-    def prefix_tables(self, device: torch.device | str | None = None) -> PrefixTables:
+    def prefix_tables(
+        self, device: torch.device | str | None = None, without: Sequence[str] = ()
+    ) -> PrefixTables:
         """Constrained-decoding tables of the catalog (see `PrefixTables`), cached per device; memory
-        `O(L * N)`, whatever the fan-out of any node."""
-        return self._catalog.prefix_tables(device)
+        `O(L * N)`, whatever the fan-out of any node. `without`: item ids left out (e.g. cold items)."""
+        return self._catalog.prefix_tables(device, without)
 
     # ------------------------------------------------------------------------------------------ new items
 

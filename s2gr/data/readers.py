@@ -81,8 +81,12 @@ def read_interactions_file(
 
 
 def read_item_file(path: str | Path, columns: Columns = Columns()) -> pd.DataFrame:
-    """An item metadata file as the item table: ``item_id``, ``text`` (the encoder's input) and its columns."""
-    return _item_table(read_table(existing_file(path)), columns.item_key, columns.text, path)
+    """An item metadata file as the item table: ``item_id``, ``text`` (the encoder's input, built as training
+    builds it: the movie recipe for a RecBole ``.item`` file, else the ``columns.text`` columns) and its columns."""
+    path = existing_file(path)
+    if path.suffix == ".item":
+        return _item_table(_read_recbole_table(path), "item_id", (), path, recipe=_movie_text)
+    return _item_table(read_table(path), columns.item_key, columns.text, path)
 
 
 def read_recbole(
@@ -94,10 +98,7 @@ def read_recbole(
     interactions = _canonical(frame, "user_id", "item_id", "timestamp", inter_path)
     if item_path is None and inter_path.with_suffix(".item").is_file():
         item_path = inter_path.with_suffix(".item")
-    items = None
-    if item_path is not None:
-        table = _read_recbole_table(existing_file(item_path))
-        items = _item_table(table, "item_id", (), item_path, recipe=_movie_text)
+    items = None if item_path is None else read_item_file(item_path)
     return interactions, items
 
 
