@@ -9,6 +9,8 @@ Protocol:
 3. Rank the top 10 of every test user of the *full* data set (seen items excluded) with
    - the base model on its own catalog (held-out items dropped from histories: it cannot read or name them),
    - the base model with the extended tokenizer but no training (can it name new items zero-shot?),
+   - the base model with the held-out items as cold items (``s2gr.cold_start``: SIDs from their text alone, no
+     training) and ``--epsilons`` ε: up to floor(ε · 10) of each top-10 for cold items sharing a beam's codes,
    - each fine-tuned (merged) model,
    and report Recall@10 / NDCG@10 on the users whose test item is a held-out item and on the others, the
    share of held-out items that appear in any top-10 list, the share of top-10 slots they fill, and the
@@ -40,6 +42,7 @@ import torch
 
 from s2gr import S2GRRecommender
 from s2gr.checkpoint import load_checkpoint
+from s2gr.codebook import FrozenQuantizer
 from s2gr.data import RecData, embed_items, load_data
 from s2gr.evaluation import ranking_metrics, seen_items
 from s2gr.tokenization_s2gr import S2GRTokenizer
@@ -47,6 +50,7 @@ from s2gr.training.config import RunConfig, apply_assignments
 from s2gr.training.finetune import (
     ATTENTION_PROJECTIONS,
     DEFAULT_LORA_RANK,
+    extend_catalog,
     finetune_run,
     hold_out_items,
 )
@@ -84,7 +88,7 @@ MODES: dict[str, dict[str, Any]] = {
         "lora_rank": DEFAULT_LORA_RANK,
     },
 }
-METHODS = {"lora": ("lora",), "full": ("full",), "both": ("lora", "full")}
+METHODS = {"lora": ("lora",), "full": ("full",), "both": ("lora", "full"), "none": ()}
 LABELS = {"base": "base (own catalog)", "zero_shot": "base + new SIDs, untrained"}
 TOP_K = 10
 
@@ -98,7 +102,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fraction", type=float, default=0.1, help="share of items held out (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out item draw")
     parser.add_argument(
-        "--method", choices=sorted(METHODS), default="both", help="LoRA, full fine-tuning, or both (default)"
+        "--method",
+        choices=sorted(METHODS),
+        default="both",
+        help="LoRA, full fine-tuning, both (default), or none (base, zero-shot and cold-start rows only)",
+    )
+    parser.add_argument(
+        "--epsilons",
+        default="0.1,0.2",
+        help="cold-start shares ε of the top-10, comma-separated (default 0.1,0.2)",
     )
     parser.add_argument("--lora-rank", type=int, help=f"LoRA rank (default {DEFAULT_LORA_RANK})")
     parser.add_argument(
@@ -156,20 +168,28 @@ def run_configs(
     return base, finetune
 
 
-def rank_test_users(model: Any, tokenizer: Any, data: RecData, config: RunConfig) -> list[list[str]]:
+def rank_test_users(
+    model: Any,
+    tokenizer: Any,
+    data: RecData,
+    config: RunConfig,
+    cold_items: list[str] | tuple = (),
+    epsilon: float = 0.0,
+) -> list[list[str]]:
     """Top-10 of every test user of ``data``, seen items excluded. Items outside the tokenizer's catalog are
     dropped from the histories (a model cannot read an item it has no SID for); a user left without history
-    gets an empty list (a miss)."""
+    gets an empty list (a miss). ``cold_items``/``epsilon``: see ``S2GRRecommender``."""
     known = set(tokenizer.item_ids)
     histories = [[item for item in history if item in known] for history in data.splits["test"]["history"]]
     seen = seen_items(data.splits, "test")
     users = [user for user, history in enumerate(histories) if history]
-    ranked = S2GRRecommender(model, tokenizer).recommend(
+    ranked = S2GRRecommender(model, tokenizer, cold_items=cold_items).recommend(
         [histories[user] for user in users],
         top_k=TOP_K,
         num_beams=config.num_beams,
         exclude=[seen[user] for user in users],
         batch_size=config.eval_batch_size,
+        epsilon=epsilon,
     )
     rankings: list[list[str]] = [[] for _ in histories]
     for user, ranking in zip(users, ranked, strict=True):
@@ -205,13 +225,13 @@ def format_table(results: dict[str, dict[str, Any]], target_share: float) -> str
     recall, ndcg = f"recall@{TOP_K}", f"ndcg@{TOP_K}"
     lines = [
         f"test users: {held} with a held-out target item ({target_share:.1%}), {other} others",
-        f"{'model':30}{'held-out R@10':>14}{'N@10':>8}{'other R@10':>12}{'N@10':>8}"
+        f"{'model':44}{'held-out R@10':>14}{'N@10':>8}{'other R@10':>12}{'N@10':>8}"
         f"{'coverage':>10}{'slots':>8}{'Δ other R@10':>14}{'Δ N@10':>9}",
     ]
     base = results["base"]["other"]
     for key, row in results.items():
         lines.append(
-            f"{LABELS.get(key, key):30}{row['held_out'][recall]:>14.4f}{row['held_out'][ndcg]:>8.4f}"
+            f"{LABELS.get(key, key):44}{row['held_out'][recall]:>14.4f}{row['held_out'][ndcg]:>8.4f}"
             f"{row['other'][recall]:>12.4f}{row['other'][ndcg]:>8.4f}{row['coverage']:>10.1%}"
             f"{row['slot_share']:>8.1%}{relative_change(row['other'][recall], base[recall]):>+14.1%}"
             f"{relative_change(row['other'][ndcg], base[ndcg]):>+9.1%}"
@@ -264,29 +284,42 @@ def main() -> None:
                 embeddings=embeddings,
             )
     base_model, base_tokenizer = load_checkpoint(base_dir)
-    tokenizer = S2GRTokenizer.from_pretrained(next(iter(tuned.values())).model_dir)  # the extended catalog
-    models = {"base": (base_model, base_tokenizer), "zero_shot": (base_model, tokenizer)}
+    tokenizer = S2GRTokenizer.from_pretrained(base_dir)  # the extended catalog, as fine-tuning extends it
+    extend_catalog(tokenizer, data, embeddings, base_config.codebook_config())
+    cold_tokenizer = S2GRTokenizer.from_pretrained(base_dir)  # held-out items coded from their text alone
+    quantizer = FrozenQuantizer.from_state_dict(cold_tokenizer.quantizer_state)
+    cold_tokenizer.add_items(held_out, codes=quantizer.assign(embeddings[[index[item] for item in held_out]]))
+    models = {"base": (base_model, base_tokenizer, 0.0), "zero_shot": (base_model, tokenizer, 0.0)}
+    for epsilon in map(float, args.epsilons.split(",")):
+        models[f"base + cold items, ε={epsilon:g}"] = (base_model, cold_tokenizer, epsilon)
     for method, result in tuned.items():
-        label = f"fine-tuned, LoRA r={lora_rank}" if method == "lora" else "fine-tuned, full"
-        models[label] = (result.model, tokenizer)
+        targets_ = "+".join(args.lora_targets.split(","))
+        label = f"fine-tuned, LoRA r={lora_rank} {targets_}" if method == "lora" else "fine-tuned, full"
+        models[label] = (result.model, tokenizer, 0.0)
     targets = data.splits["test"]["target"]
     held = set(held_out)
-    any_config = next(iter(finetune_configs.values()))
-    results = {
-        key: group_metrics(rank_test_users(model, tok, data, any_config), targets, held)
-        for key, (model, tok) in models.items()
-    }
+    any_config = next(iter(finetune_configs.values()), base_config)
+    results = {}
+    for key, (model, tok, epsilon) in models.items():
+        cold = list(held_out) if tok is cold_tokenizer else []
+        results[key] = group_metrics(
+            rank_test_users(model, tok, data, any_config, cold, epsilon), targets, held
+        )
     summary = {
         "dataset": data.name,
         "held_out_items": len(held_out),
         "base_epochs": base_config.epochs,
-        "finetune_epochs": any_config.epochs,
-        "finetune_lr": any_config.lr,
+        "finetune_epochs": any_config.epochs if tuned else None,
+        "finetune_lr": any_config.lr if tuned else None,
+        "lora_targets": args.lora_targets,
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "results": results,
     }
     (output / "benchmark.json").write_text(json.dumps(summary, indent=2))
     print(format_table(results, sum(target in held for target in targets) / len(targets)))
+    (output / "benchmark.md").write_text(
+        format_table(results, sum(t in held for t in targets) / len(targets)) + "\n"
+    )
     print(f"{summary['minutes']} min; details in {output / 'benchmark.json'}")
 
 
