@@ -18,7 +18,7 @@ Methods (``--methods``):
   coba-only           CoBa codebook, no thinking tokens
   thinking-only       plain RQ-VAE codebook + thinking tokens
   s2gr-bidirectional  S2GR with the exact bidirectional TIGER encoder on sliding windows (slower)
-  sasrec              SASRec, 2 blocks, hidden 64, full-softmax cross-entropy (benchmarks/baselines/)
+  sasrec              SASRec, 2 blocks, hidden 64, full-softmax cross-entropy (s2gr.baselines)
   most-popular        items by training count
 
 Runs go in parallel over ``--workers`` processes; each writes ``runs/<method>-seed<k>/result.json`` in
@@ -39,8 +39,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/baselines when run as a script
 
 from s2gr.training.config import RunConfig, apply_assignments
 from s2gr.training.presets import DEMO
@@ -139,7 +137,7 @@ def run_generative(method: str, seed: int, base: dict[str, Any], folder: Path) -
 
 
 def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    from baselines.sasrec import SASRecConfig, train_sasrec
+    from s2gr.baselines import SASRecConfig, train_sasrec
 
     data = base_data(base)
     quick_epochs = 10 if args.quick else None
@@ -166,15 +164,10 @@ def run_sasrec(seed: int, base: dict[str, Any], args: argparse.Namespace) -> dic
 
 
 def run_most_popular(base: dict[str, Any]) -> dict[str, Any]:
-    from s2gr.evaluation import most_popular, ranking_metrics
+    from s2gr.baselines import most_popular_metrics
 
     started = time.perf_counter()
-    data = base_data(base)
-    metrics = {}
-    for split in SPLITS:
-        name, _, filtering = split.partition("_")
-        rankings = most_popular(data.splits, name, top_k=10, exclude_seen=filtering != "unfiltered")
-        metrics[split] = ranking_metrics(rankings, data.splits[name]["target"])
+    metrics = most_popular_metrics(base_data(base))
     return {"metrics": metrics, "seconds": time.perf_counter() - started, "best_epoch": None, "curve": []}
 
 

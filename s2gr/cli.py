@@ -30,6 +30,7 @@ from .tokenization_s2gr import S2GRTokenizer
 from .training.config import RunConfig, apply_assignments, settings_help
 from .training.presets import DEMO, with_method
 from .training.run import load_run_data, train_run
+from .training.run_folder import write_json
 
 # Characters of item text shown per recommendation.
 TEXT_WIDTH = 70
@@ -499,12 +500,16 @@ def cmd_push(args: argparse.Namespace) -> None:
     )
 
 
+METHOD_LABELS = {"s2gr": "S2GR", "sasrec": "SASRec", "most_popular": "most-popular"}
+
+
 def format_results(metrics: dict) -> str:
-    """Validation/test table of S2GR beside the most-popular baseline."""
+    """Validation/test table of each method (S2GR, a baseline) beside the most-popular baseline."""
     names = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
     lines = [f"{'method':14}{'split':24}" + "".join(f"{name:>11}" for name in names)]
-    for method, label in (("s2gr", "S2GR"), ("most_popular", "most-popular")):
-        for split, values in metrics[method].items():
+    for method, by_split in metrics.items():
+        label = METHOD_LABELS.get(method, method)
+        for split, values in by_split.items():
             lines.append(f"{label:14}{split:24}" + "".join(f"{values[name]:>11.4f}" for name in names))
     return "\n".join(lines)
 
@@ -547,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recommend_parser(commands)
     add_serve_parser(commands)
     add_add_items_parser(commands)
+    add_baseline_parser(commands)
     add_push_parser(commands)
     from .finetune_cli import add_finetune_command  # it imports this module's run-config helpers
 
@@ -622,6 +628,47 @@ def add_recommend_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_data_args(recommend)
     recommend.set_defaults(handler=cmd_recommend)
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from .baselines import SASRecConfig, most_popular_metrics, train_sasrec
+
+    data = data_from_args(args)
+    metrics = {"most_popular": most_popular_metrics(data, exclude_seen=args.exclude_seen)}
+    if args.method == "sasrec":
+        config = SASRecConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+        result = train_sasrec(data, config, exclude_seen=args.exclude_seen)
+        metrics = {"sasrec": result.metrics, **metrics}
+        print(f"SASRec: best validation epoch {result.best_epoch}, {result.seconds / 60:.1f} min")
+    print(f"{data.name}: {data.stats.users:,} users, {data.stats.items:,} items, history {data.max_history}")
+    print(format_results(metrics))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out) / "metrics.json", metrics)
+        print(f"metrics written to {Path(args.out) / 'metrics.json'}")
+
+
+def add_baseline_parser(commands: argparse._SubParsersAction) -> None:
+    baseline = commands.add_parser(
+        "baseline",
+        help="SASRec or most-popular on a data set, under the same protocol as s2gr train",
+        description="Train and evaluate a baseline on the same split, histories (--max-history) and metrics as "
+        "s2gr train: SASRec (2 blocks, hidden 64, full-softmax cross-entropy, the epoch with the best validation "
+        "NDCG@10) or most-popular. Prints validation and test Recall/NDCG beside most-popular.",
+    )
+    baseline.add_argument("method", choices=["sasrec", "most-popular"])
+    baseline.add_argument(
+        "--epochs", type=int, default=200, help="SASRec: at most this many epochs (default 200)"
+    )
+    baseline.add_argument(
+        "--batch-size", type=int, default=128, help="SASRec: chunks per batch (default 128)"
+    )
+    baseline.add_argument("--lr", type=float, default=1e-3, help="SASRec: Adam learning rate (default 1e-3)")
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.add_argument("--out", metavar="DIR", help="also write DIR/metrics.json")
+    add_exclude_seen_arg(baseline, "an item the user saw before the target (default: on)")
+    add_data_args(baseline)
+    baseline.set_defaults(handler=cmd_baseline)
 
 
 def cmd_add_items(args: argparse.Namespace) -> None:

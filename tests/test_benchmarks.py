@@ -356,7 +356,7 @@ def test_every_method_reads_the_data_settings_of_set() -> None:
 def test_sasrec_chunks_train_on_the_targets_of_the_generative_models(lengths, max_history, recent) -> None:
     """SASRec's chunks predict exactly the items the generative models train on: every training item but
     each user's first, or each user's last ``recent_targets``."""
-    sasrec = benchmark_module("baselines.sasrec")
+    from s2gr.baselines import sasrec
     sequences = [[100 * user + j + 1 for j in range(length)] for user, length in enumerate(lengths)]
     train = Dataset.from_dict({"item_ids": [[str(i) for i in s] for s in sequences]})
     chunks = sasrec.training_chunks(sequences, max_history, recent)
@@ -369,7 +369,8 @@ def test_sasrec_chunks_train_on_the_targets_of_the_generative_models(lengths, ma
 
 def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -> None:
     quality = benchmark_module("quality")
-    sasrec = importlib.import_module("baselines.sasrec")
+    from s2gr import baselines
+    from s2gr.baselines import sasrec
     seen: list = []
 
     def fake_train(data, config):
@@ -378,7 +379,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
         assert data.max_history >= config.max_history
         return sasrec.SASRecResult({}, [], 0.0, 0)
 
-    monkeypatch.setattr(sasrec, "train_sasrec", fake_train)
+    monkeypatch.setattr(baselines, "train_sasrec", fake_train)  # quality.py imports it from the package
     base = ["--max-users", str(MAX_USERS), "--set", "max_history=5", "--set", "recent_targets=4"]
     base += ["--set", "refit=true"]
     for flags, expected in (
@@ -404,7 +405,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
 
 
 def test_sasrec_refit_trains_on_the_validation_items_and_reads_test_only(monkeypatch) -> None:
-    sasrec = importlib.import_module("baselines.sasrec")
+    from s2gr.baselines import sasrec
     trained_on: list = []
     chunks = sasrec.training_chunks
     monkeypatch.setattr(

@@ -17,6 +17,7 @@ from tiny_runs import single_thread
 
 from s2gr import S2GRRecommender
 from s2gr.cli import main
+from s2gr.data import load_data
 from s2gr.evaluation import evaluate_split, seen_items, user_sequence
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")  # column order of the printed table
@@ -47,6 +48,12 @@ def assert_clean_error(code: int, err: str, *phrases: str) -> None:
 def table_row(out: str, label: str) -> dict[str, float]:
     """The metric values of the `format_results` row starting with `label`."""
     (line,) = [line for line in out.splitlines() if line.startswith(label + " ")]
+    return dict(zip(METRICS, map(float, line.split()[2:]), strict=True))
+
+
+def method_row(out: str, method: str, split: str) -> dict[str, float]:
+    """The metric values of `method` on `split` in a `format_results` table."""
+    (line,) = [line for line in out.splitlines() if line.split()[:2] == [method, split]]
     return dict(zip(METRICS, map(float, line.split()[2:]), strict=True))
 
 
@@ -423,3 +430,36 @@ def test_codebook_flags_then_set_reach_every_codebook_field() -> None:
     ):  # RunConfig's spelling is not a codebook field
         with pytest.raises(ValueError, match="--set: codebook fields are flat"):
             codebook_from_args(parser.parse_args(["--set", dotted]))
+
+
+# ------------------------------------------------------------------------------------------------ baseline
+
+
+def test_baselines_from_the_command_line_match_the_package(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from s2gr.baselines import SASRecConfig, most_popular_metrics, train_sasrec
+
+    data_args = ["--dataset", "ml-100k", "--max-users", "40", "--max-history", "5"]
+    code, out, _ = run_cli(capsys, "baseline", "sasrec", *data_args, "--epochs", 2, "--out", tmp_path)
+    assert code == 0
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    data = load_data("ml-100k", max_users=40, max_history=5)
+    expected = train_sasrec(data, SASRecConfig(epochs=2, seed=0))
+    for split, values in expected.metrics.items():  # the same seed gives the same model and numbers
+        assert written["sasrec"][split] == pytest.approx(values)
+    for split, values in most_popular_metrics(data).items():
+        assert written["most_popular"][split] == pytest.approx(values)
+    assert set(written["sasrec"]) == {"validation", "test", "validation_unfiltered", "test_unfiltered"}
+    assert method_row(out, "SASRec", "test")["ndcg@10"] == pytest.approx(
+        expected.metrics["test"]["ndcg@10"], abs=1e-4
+    )
+    capsys.readouterr()  # the direct train_sasrec call above printed its epochs
+    code, out, _ = run_cli(capsys, "baseline", "most-popular", *data_args, "--no-exclude-seen")
+    unfiltered = most_popular_metrics(data, exclude_seen=False)
+    assert code == 0 and "SASRec" not in out
+    assert method_row(out, "most-popular", "test")["recall@10"] == pytest.approx(
+        unfiltered["test"]["recall@10"], abs=1e-4
+    )
+    code, _, err = run_cli(capsys, "baseline", "sasrec", *data_args, "--epochs", 0)
+    assert_clean_error(code, err, "SASRec epochs must be ≥ 1")

@@ -1,4 +1,5 @@
-"""SASRec (Kang & McAuley, 2018), compact: the ID-based sequential baseline of ``benchmarks/quality.py``.
+"""SASRec (Kang & McAuley, 2018), compact: the ID-based sequential baseline (``s2gr baseline sasrec``,
+``benchmarks/quality.py``).
 
 As the issue fixes it: 2 self-attention blocks, hidden 64, trained with full-softmax cross-entropy over
 every item at every position of each user's training sequence (as in HSTU's and "gSASRec"'s strong SASRec
@@ -25,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from s2gr.data import RecData
-from s2gr.evaluation import ranking_metrics, reported_splits, seen_items
-from s2gr.training.samples import check_recent_targets, first_target, training_split
+from ..data import RecData
+from ..errors import InputError
+from ..evaluation import ranking_metrics, reported_splits, seen_items
+from ..training.samples import check_recent_targets, first_target, training_split
 
 
 @dataclass
@@ -49,7 +51,7 @@ class SASRecConfig:
     def __post_init__(self) -> None:
         for name in ("hidden", "blocks", "heads", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"SASRec {name} must be ≥ 1, got {getattr(self, name)}.")
+                raise InputError(f"SASRec {name} must be ≥ 1, got {getattr(self, name)}.")
         check_recent_targets(self.recent_targets)
 
 
