@@ -38,7 +38,15 @@ setup(
     ],
     extras_require={
         "serve": SERVE,
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "pytest-timeout>=2.3", "httpx>=0.27", *SERVE],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "pytest-timeout>=2.3",
+            "httpx>=0.27",
+            "tensorboard>=2.14",
+            *SERVE,
+        ],
     },
     entry_points={"console_scripts": ["s2gr=s2gr.cli:main"]},
     classifiers=[

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from s2gr.cli import build_parser, main, run_config_from_args
+from s2gr.errors import InputError
 from s2gr.training.config import RunConfig, apply_assignments, settings_help
 from s2gr.training.presets import DEMO
 
@@ -176,3 +177,15 @@ def test_train_data_hints_name_set_not_flags_train_lacks(tmp_path: Path, capsys)
     # the data commands have the flags, and keep naming them
     assert main(["data", "stats", "--interactions", str(log)]) == 2
     assert "--user-col" in capsys.readouterr().err
+
+
+def test_report_to_names_an_installed_integration_or_fails_early(monkeypatch) -> None:
+    import transformers.integrations as integrations
+
+    assert RunConfig(report_to="none").report_targets() == []
+    with pytest.raises(InputError, match=r"report_to: unknown integration\(s\) \['tensorbored'\]"):
+        RunConfig(report_to="tensorbored")
+    monkeypatch.setattr(integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    assert RunConfig(report_to="tensorboard, ").report_targets() == ["tensorboard"]
+    with pytest.raises(InputError, match=r"\['wandb'\] not installed here: pip install wandb"):
+        RunConfig(report_to="tensorboard,wandb")

@@ -357,6 +357,7 @@ def test_sasrec_chunks_train_on_the_targets_of_the_generative_models(lengths, ma
     """SASRec's chunks predict exactly the items the generative models train on: every training item but
     each user's first, or each user's last ``recent_targets``."""
     from s2gr.baselines import sasrec
+
     sequences = [[100 * user + j + 1 for j in range(length)] for user, length in enumerate(lengths)]
     train = Dataset.from_dict({"item_ids": [[str(i) for i in s] for s in sequences]})
     chunks = sasrec.training_chunks(sequences, max_history, recent)
@@ -371,6 +372,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
     quality = benchmark_module("quality")
     from s2gr import baselines
     from s2gr.baselines import sasrec
+
     seen: list = []
 
     def fake_train(data, config):
@@ -406,6 +408,7 @@ def test_sasrec_flags_reach_its_config_and_bad_values_are_refused(monkeypatch) -
 
 def test_sasrec_refit_trains_on_the_validation_items_and_reads_test_only(monkeypatch) -> None:
     from s2gr.baselines import sasrec
+
     trained_on: list = []
     chunks = sasrec.training_chunks
     monkeypatch.setattr(

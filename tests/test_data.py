@@ -262,6 +262,45 @@ def test_own_files_through_load_data(tmp_path: Path) -> None:
     assert set(data.splits["test"]["target"]) <= set(data.item_ids)
 
 
+def test_datasets_objects_and_folders_load_like_the_same_rows_in_a_file(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        [(f"u{u}", f"i{i}", float(t)) for t, (u, i) in enumerate(rng.integers(0, 15, size=(500, 2)))],
+        columns=["uid", "iid", "ts"],
+    ).drop_duplicates(["uid", "iid"])
+    items = pd.DataFrame({"iid": [f"i{i}" for i in range(15)], "title": [f"Movie {i}" for i in range(15)]})
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    columns = Columns(user="uid", item="iid", timestamp="ts", item_key="iid")
+    reference = load_data(
+        interactions=tmp_path / "log.csv", items=tmp_path / "items.csv", columns=columns, kcore=3
+    )
+    half = len(frame) // 2
+    as_dict = DatasetDict(
+        {
+            "a": Dataset.from_pandas(frame[:half], preserve_index=False),
+            "b": Dataset.from_pandas(frame[half:], preserve_index=False),
+        }
+    )
+    Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(tmp_path / "saved"))
+    sources = [frame, Dataset.from_pandas(frame, preserve_index=False), as_dict, tmp_path / "saved"]
+    for source in sources:
+        data = load_data(interactions=source, items=Dataset.from_pandas(items), columns=columns, kcore=3)
+        for split in ("train", "validation", "test"):
+            assert data.splits[split].to_dict() == reference.splits[split].to_dict(), (type(source), split)
+        assert data.items["text"] == reference.items["text"]
+    with pytest.raises(DataFormatError, match=r"the Dataset: missing column.*\['uid'\]"):
+        load_data(
+            interactions=Dataset.from_pandas(frame.rename(columns={"uid": "user"}), preserve_index=False),
+            columns=columns,
+        )
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataFormatError, match="no `datasets` folder"):
+        load_data(interactions=tmp_path / "plain", columns=columns)
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 

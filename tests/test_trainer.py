@@ -514,3 +514,13 @@ def test_refit_run_reports_test_only(tmp_path, monkeypatch) -> None:
     assert list(summary["metrics"]) == ["test"] and "refit" in summary["split"]["protocol"]
     card = (tmp_path / "model" / "README.md").read_text()
     assert "| test |" in card and "| validation |" not in card
+
+
+def test_report_to_reaches_the_trainer_and_writes_tensorboard_events(tiny, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    config = tiny_config(tmp_path / "run", report_to="tensorboard", max_steps=2, logging_steps=1)
+    trainer = fresh_trainer(tiny, config)
+    assert trainer.args.report_to == ["tensorboard"]
+    trainer.train()
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))  # the losses went to TensorBoard (run/runs/)
+    assert fresh_trainer(tiny, tiny_config(tmp_path / "run2")).args.report_to in ([], "none", ["none"])

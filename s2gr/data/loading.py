@@ -14,7 +14,7 @@ from datasets import Dataset, DatasetDict
 from ..errors import InputError
 from .assets import fetch_asset
 from .preprocess import LogStats, chronological, drop_repeats, kcore_filter, leave_one_out
-from .readers import Columns, read_interactions_file, read_recbole
+from .readers import Columns, read_interactions, read_recbole
 
 # Named data sets: asset folder and the RecBole atomic files inside it.
 DATASETS: dict[str, tuple[str, str]] = {
@@ -57,15 +57,17 @@ class RecData:
 def load_data(
     name: str | None = None,
     *,
-    interactions: str | os.PathLike | None = None,
-    items: str | os.PathLike | None = None,
+    interactions: str | os.PathLike | Dataset | DatasetDict | pd.DataFrame | None = None,
+    items: str | os.PathLike | Dataset | pd.DataFrame | None = None,
     columns: Columns = Columns(),
     kcore: int = 5,
     max_history: int = 20,
     max_users: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> RecData:
-    """Load a named data set (``ml-100k``, ``ml-1m``) or your own ``interactions`` (+ ``items``) file.
+    """Load a named data set (``ml-100k``, ``ml-1m``) or your own ``interactions`` (+ ``items``): a file, a
+    ``datasets.Dataset``/``DatasetDict``, a folder written by ``save_to_disk``, or a pandas DataFrame, with the
+    user, item and timestamp columns ``columns`` names.
 
     ``max_users`` keeps only the first that many users of the log (in file order) before filtering: a
     small real slice for quick experiments and tests.
@@ -82,8 +84,12 @@ def load_data(
         inter_file, item_file = DATASETS[name]
         raw, metadata = read_recbole(folder / inter_file, folder / item_file)
     else:
-        raw, metadata = read_interactions_file(interactions, items, columns)
-        name = Path(interactions).name
+        raw, metadata = read_interactions(interactions, items, columns)
+        name = (
+            Path(interactions).name
+            if isinstance(interactions, (str, os.PathLike))
+            else type(interactions).__name__
+        )
     if max_users is not None:
         if max_users < 1:
             raise InputError(f"max_users must be ≥ 1, got {max_users}.")

@@ -56,6 +56,57 @@ class Columns:
     text: tuple[str, ...] = ()  # metadata columns joined into the item text; () = all but the key
 
 
+def read_interactions(
+    source, items=None, columns: Columns = Columns()
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Interactions (and item metadata) from a file (``read_interactions_file``), a ``datasets.Dataset`` or
+    ``DatasetDict`` (its splits concatenated in order), a folder written by ``save_to_disk``, or a pandas
+    DataFrame, with the user, item and timestamp columns named by ``columns``; ``items`` likewise (or a file)."""
+    frame, label = _in_memory(source)
+    if frame is None:
+        return read_interactions_file(source, items, columns)
+    missing = [name for name in (columns.user, columns.item, columns.timestamp) if name not in frame]
+    if missing:
+        raise DataFormatError(
+            f"{label}: missing column(s) {missing}; found {list(frame.columns)}. Name the columns with "
+            "Columns(user=..., item=..., timestamp=...) (--user-col/--item-col/--time-col)."
+        )
+    interactions = _canonical(frame, columns.user, columns.item, columns.timestamp, Path(label))
+    if items is None:
+        return interactions, None
+    item_frame, item_label = _in_memory(items)
+    if item_frame is None:
+        return interactions, read_item_file(items, columns)
+    return interactions, _item_table(item_frame, columns.item_key, columns.text, item_label)
+
+
+def _in_memory(source) -> tuple[pd.DataFrame | None, str]:
+    """(frame, a label for messages) of an in-memory or saved ``datasets`` source; (None, "") for a file path."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    if isinstance(source, (str, Path)) and Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+        if not any(
+            (folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json")
+        ):
+            raise DataFormatError(
+                f"{folder} is a folder but no `datasets` folder (save_to_disk writes dataset_info.json or "
+                "dataset_dict.json): pass a file, or a folder written by Dataset.save_to_disk."
+            )
+        return _in_memory(load_from_disk(str(folder)))[0], str(folder)
+    if isinstance(source, pd.DataFrame):
+        return source, "the DataFrame"
+    if isinstance(source, Dataset):
+        return source.to_pandas(), "the Dataset"
+    if isinstance(source, DatasetDict):
+        if not source:
+            raise DataFormatError("the DatasetDict has no splits.")
+        return pd.concat(
+            [split.to_pandas() for split in source.values()], ignore_index=True
+        ), "the DatasetDict"
+    return None, ""
+
+
 def read_interactions_file(
     path: str | Path, items_path: str | Path | None = None, columns: Columns = Columns()
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -333,6 +333,11 @@ class RunConfig:
     eval_batch_size: int = setting(DEFAULT_BATCH_SIZE, "users per evaluation batch", AT_LEAST_ONE)
     exclude_seen: bool = setting(True, "filter each user's past items from the evaluation rankings")
     logging_steps: int = setting(20, "optimiser steps between training-loss logs", AT_LEAST_ONE)
+    report_to: str = setting(
+        "none",
+        "where the Trainer also logs losses and metrics: none, or comma-separated integrations of transformers "
+        "that are installed (tensorboard, wandb, mlflow, ...)",
+    )
     gradient_accumulation_steps: int = setting(1, "batches per optimiser step", AT_LEAST_ONE)
     seed: int = setting(42, "random seed of training", Range(0, 2**32 - 1))
     max_steps: int = setting(-1, "optimiser steps; > 0 overrides epochs (-1: train for epochs)", Range(-1))
@@ -366,6 +371,7 @@ class RunConfig:
             raise InputError("items is the item file of your own interactions: set interactions too.")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise InputError(f"epochs must be > 0 (or set max_steps), got {self.epochs!r}.")
+        self.report_targets()
         self._check_group("columns", COLUMN_FIELDS)
         self._check_group("codebook", CODEBOOK_FIELDS)
         self.codebook_config()
@@ -384,6 +390,26 @@ class RunConfig:
         check_known(group, known, f"Unknown {name} field", prefix=f"{name}.")
         for key, value in group.items():
             check_value(f"{name}.{key}", value, known[key])
+
+    def report_targets(self) -> list[str]:
+        """``report_to`` as the Trainer takes it; an unknown or uninstalled integration is an error now, not
+        after the data and the codebook."""
+        from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+        targets = [name.strip() for name in self.report_to.split(",") if name.strip()]
+        if targets in ([], ["none"]):
+            return []
+        unknown = [name for name in targets if name not in INTEGRATION_TO_CALLBACK]
+        if unknown:
+            raise InputError(
+                f"report_to: unknown integration(s) {unknown}; choose from none, {', '.join(sorted(INTEGRATION_TO_CALLBACK))}."
+            )
+        missing = [name for name in targets if name not in get_available_reporting_integrations()]
+        if missing:
+            raise InputError(
+                f"report_to: {missing} not installed here: pip install {' '.join(missing)} (or report_to: none)."
+            )
+        return targets
 
     def codebook_config(self) -> CodebookConfig:
         try:

@@ -194,7 +194,7 @@ def training_arguments(config: RunConfig, steps_per_epoch: int, **overrides: Any
         greater_is_better=True,
         logging_steps=config.logging_steps,
         remove_unused_columns=False,  # the collators read item-id columns the model's forward doesn't name
-        report_to="none",
+        report_to=config.report_targets() or "none",
         seed=config.seed,
         data_seed=config.seed,
         bf16=bf16,

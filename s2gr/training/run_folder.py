@@ -32,7 +32,7 @@ CATALOG_DIR = "catalog"
 CHECKPOINT_PREFIX = "checkpoint"
 # Settings that change how a run is watched or where it writes, not the weights it trains.
 RESUME_FREE = frozenset(
-    {"output_dir", "time_budget_minutes", "eval_batch_size", "logging_steps", "cache_dir"}
+    {"output_dir", "time_budget_minutes", "eval_batch_size", "logging_steps", "cache_dir", "report_to"}
 )
 
 
