@@ -9,8 +9,8 @@ Endpoints (the OpenAPI page is at `/docs`, the schema at `/openapi.json`):
 
 Bad requests are answered before they reach the model: malformed JSON, a missing or empty history, `top_k` out
 of range (422, FastAPI's validation message) and item ids outside the catalog (422 naming them, with the hint
-`skip_unknown`); an unknown item id in `/items/` is a 404. No request can make the server answer 500 with a
-traceback.
+`skip_unknown`); an unknown item id in `/items/` is a 404. A 500 would be a bug of the server, never the
+answer to a bad request.
 
 Request batching (`RequestBatcher`): the model ranks a batch of users in one beam search about as fast as one
 user, so requests that arrive within `max_wait_ms` of each other (up to `max_batch` histories) are ranked
@@ -109,11 +109,13 @@ class RequestBatcher:
     def _rank(self, batch: list[_Pending]) -> list[list]:
         """One beam search per beam width (and cold-item share) over the batch's histories; results split back
         per request."""
-        groups: dict[tuple[int, float], list[int]] = defaultdict(list)
+        groups: dict[tuple[int, float, int], list[int]] = defaultdict(list)
         for position, pending in enumerate(batch):
-            groups[max(self.num_beams, pending.top_k), pending.epsilon].append(position)
+            # Cold items take floor(ε · top_k) slots: with ε > 0 only equal top_k may share a search.
+            same_k = pending.top_k if pending.epsilon > 0 else 0
+            groups[max(self.num_beams, pending.top_k), pending.epsilon, same_k].append(position)
         results: list[list] = [[] for _ in batch]
-        for (_, epsilon), positions in groups.items():
+        for (_, epsilon, _), positions in groups.items():
             members = [batch[position] for position in positions]
             histories = [history for pending in members for history in pending.histories]
             exclude = [

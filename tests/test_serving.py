@@ -211,3 +211,18 @@ def test_batcher_groups_by_beam_width_so_a_large_top_k_changes_no_other_answer(t
         for ranking, expected_ranking in zip(result, answer, strict=True):
             assert_same([{"item_id": item, "score": score} for item, score in ranking], expected_ranking)
     assert len(results[1][0]) == NUM_BEAMS + 4
+
+
+def test_cold_item_shares_keep_requests_of_other_top_k_apart(tiny_s2gr, loaded) -> None:
+    model, tokenizer = loaded
+    histories = [tiny_s2gr.data.splits["test"][row]["history"] for row in range(2)]
+    for epsilon, searches in ((0.0, 1), (0.5, 2)):  # floor(ε · top_k) differs between top_k 3 and 4
+        batcher = RequestBatcher(S2GRRecommender(model, tokenizer), num_beams=NUM_BEAMS)
+        loop = asyncio.new_event_loop()
+        try:
+            batch = [_Pending(histories[:1], 3, True, loop.create_future(), epsilon)]
+            batch.append(_Pending(histories[1:], 4, True, loop.create_future(), epsilon))
+            results = batcher._rank(batch)
+        finally:
+            loop.close()
+        assert batcher.batches == searches and [len(r[0]) for r in results] == [3, 4]
