@@ -1,4 +1,8 @@
-"""Throughput and latency of `s2gr serve`, with and without request batching, against a real server process.
+"""Throughput of the ways to use a trained model: batch files, and `s2gr serve` with and without request batching.
+
+Offline first, in this process with `--threads` torch threads: `S2GRRecommender.recommend` over every test
+history of the run's data, and `s2gr.batch.recommend_to_file` over the same users (the batch command's path,
+Parquet output included), in users/s.
 
 For each setting the script starts `s2gr serve` on a free port, warms it up, then sends `--requests` POST
 /recommend requests (one user's history each: the test histories of the run's data) from `--concurrency` clients
@@ -94,6 +98,34 @@ async def load(url: str, histories: list[list[str]], concurrency: int, top_k: in
     }
 
 
+def offline(model: str, histories: list[list[str]], threads: int, top_k: int) -> dict:
+    """users/s of `recommend` and of `recommend_to_file` over the same histories, each timed twice (best kept)."""
+    import tempfile
+
+    import torch
+
+    from s2gr import S2GRRecommender
+    from s2gr.batch import recommend_to_file
+
+    torch.set_num_threads(threads)
+    recommender = S2GRRecommender.from_pretrained(model, device="cpu")
+    users = [str(index) for index in range(len(histories))]
+    rows = {"recommend (Python)": [], "batch file (recommend_to_file)": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(2):
+            started = time.perf_counter()
+            recommender.recommend(histories, top_k=top_k, exclude=histories)
+            rows["recommend (Python)"].append(len(histories) / (time.perf_counter() - started))
+            summary = recommend_to_file(
+                recommender, users, histories, f"{folder}/out.parquet", top_k=top_k, progress=False
+            )
+            rows["batch file (recommend_to_file)"].append(summary.users_per_second)
+    result = {name: {"users_per_second": max(rates)} for name, rates in rows.items()}
+    for name, row in result.items():
+        print(f"{name:32s} {row['users_per_second']:7.1f} users/s", flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,7 +141,7 @@ def main() -> None:
     data = load_run_data(RunConfig.from_yaml(run_folder / "run_config.yaml"))
     histories = [list(history) for history in data.splits["test"]["history"]]
     histories = (histories * (args.requests // len(histories) + 1))[: args.requests]
-    rows = {}
+    rows = offline(args.model, histories[: len(data.splits["test"])], args.threads, args.top_k)
     for name, extra in SETTINGS.items():
         process, url = start_server(args.model, extra, args.threads)
         try:
