@@ -243,3 +243,15 @@ def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded, tiny_s2gr) ->
     (capped,) = S2GRRecommender(model, tokenizer).recommend([history], top_k=tokenizer.num_items, num_beams=3)
     assert len(capped) == tokenizer.num_items
     assert seconds < 30  # 10**6 beams would allocate gigabytes and take minutes
+
+
+def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_path: Path) -> None:
+    from s2gr.training.run_folder import last_checkpoint
+
+    for step, state in ((4, '{"global_step": 4}'), (8, ""), (12, '{"global_step": 1')):  # 8 empty, 12 cut short
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-16").mkdir()  # no state file at all
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("")
+    assert last_checkpoint(tmp_path) is None

@@ -43,15 +43,24 @@ def _run_markers(folder: Path) -> list[str]:
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest ``checkpoint-N`` whose ``trainer_state.json`` exists: the Trainer writes that file last, so
-    a process killed while saving leaves an incomplete folder that must not be resumed from."""
+    """The newest ``checkpoint-N`` whose ``trainer_state.json`` is complete JSON: the Trainer writes that file
+    last (and not atomically), so a process killed while saving leaves an incomplete folder, or an empty or
+    cut-short state file, that must not be resumed from."""
     complete = [
         path
         for path in folder.glob(f"{CHECKPOINT_PREFIX}-*")
         if path.name.removeprefix(f"{CHECKPOINT_PREFIX}-").isdigit()
-        and (path / "trainer_state.json").is_file()
+        and _complete_json(path / "trainer_state.json")
     ]
     return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
+
+
+def _complete_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
