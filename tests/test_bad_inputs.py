@@ -248,7 +248,11 @@ def test_top_k_beyond_the_catalog_returns_the_catalog_once(loaded, tiny_s2gr) ->
 def test_a_checkpoint_killed_while_writing_its_state_is_not_resumed_from(tmp_path: Path) -> None:
     from s2gr.training.run_folder import last_checkpoint
 
-    for step, state in ((4, '{"global_step": 4}'), (8, ""), (12, '{"global_step": 1')):  # 8 empty, 12 cut short
+    for step, state in (
+        (4, '{"global_step": 4}'),
+        (8, ""),
+        (12, '{"global_step": 1'),
+    ):  # 8 empty, 12 cut short
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     (tmp_path / "checkpoint-16").mkdir()  # no state file at all

@@ -522,5 +522,7 @@ def test_report_to_reaches_the_trainer_and_writes_tensorboard_events(tiny, tmp_p
     trainer = fresh_trainer(tiny, config)
     assert trainer.args.report_to == ["tensorboard"]
     trainer.train()
-    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))  # the losses went to TensorBoard (run/runs/)
+    assert list(
+        (tmp_path / "run").rglob("events.out.tfevents.*")
+    )  # the losses went to TensorBoard (run/runs/)
     assert fresh_trainer(tiny, tiny_config(tmp_path / "run2")).args.report_to in ([], "none", ["none"])
