@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tiny_runs import MAX_USERS, TINY_CODEBOOK, TINY_MODEL, child_env
 
 from s2gr.configuration_s2gr import S2GRConfig
-from s2gr.data import load_data
+from s2gr.data import Columns, load_data
 from s2gr.data.assets import fetch_asset
 from s2gr.data.preprocess import chronological
 from s2gr.evaluation import most_popular, per_user_scores, ranking_metrics
@@ -594,3 +594,39 @@ def test_sample_efficiency_finds_the_first_epoch_at_tigers_final_validation(tmp_
     assert rows["s2gr", 0]["epoch"] == 4 and rows["s2gr", 0]["minutes"] == pytest.approx(20 * 4 / 6)
     assert rows["s2gr", 1]["epoch"] is None and "not reached" in text
     assert rows["tiger", 1]["epoch"] == 6 and rows["tiger", 0]["epoch"] is None
+
+
+def test_quality_runs_on_a_users_own_log(tmp_path) -> None:
+    quality = benchmark_module("quality")
+    from s2gr.baselines import most_popular_metrics
+
+    rng = np.random.default_rng(2)
+    events = pd.DataFrame(
+        [(f"u{u}", f"i{i}", t) for t, (u, i) in enumerate(rng.integers(0, 30, size=(900, 2)))],
+        columns=["uid", "iid", "ts"],
+    ).drop_duplicates(["uid", "iid"])
+    events.to_csv(tmp_path / "log.csv", index=False)
+    pd.DataFrame({"iid": [f"i{i}" for i in range(30)], "title": [f"Film {i}" for i in range(30)]}).to_csv(
+        tmp_path / "items.csv", index=False
+    )
+    columns = ["--set", "columns.user=uid", "--set", "columns.item=iid", "--set", "columns.timestamp=ts"]
+    columns += ["--set", "columns.item_key=iid", "--set", "kcore=3"]
+    args = quality.parse_args(
+        ["--interactions", str(tmp_path / "log.csv"), "--items", str(tmp_path / "items.csv"), *columns]
+    )
+    assert args.label == tmp_path.name and args.out.endswith(f"quality-{tmp_path.name}")
+    base = quality.base_values(args)
+    assert base["dataset"] is None and base["interactions"] == str(tmp_path / "log.csv")
+    result = quality.run_most_popular(base)
+    data = load_data(
+        interactions=tmp_path / "log.csv",
+        items=tmp_path / "items.csv",
+        columns=Columns(user="uid", item="iid", timestamp="ts", item_key="iid"),
+        kcore=3,
+        max_history=context_items(RunConfig.from_dict(base)),  # the shared data's history length
+    )
+    assert result["metrics"] == most_popular_metrics(data)
+    with pytest.raises(SystemExit, match="not both"):
+        quality.parse_args(["--dataset", "ml-100k", "--interactions", str(tmp_path / "log.csv")])
+    with pytest.raises(SystemExit, match="--items is the item file"):
+        quality.parse_args(["--items", str(tmp_path / "items.csv")])
