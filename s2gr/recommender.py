@@ -46,6 +46,14 @@ class S2GRRecommender:
         if missing:
             raise InputError(f"cold items {missing[:5]} are not in the tokenizer's catalog.")
         self._cold_by_prefix = cold_prefix_index(tokenizer, self.cold_items)
+        # With cold items: each item's level codes (for the ε mix) and the trie without the cold items (per
+        # device), computed once instead of at every call; the catalog must not change after construction.
+        self._prefix_of = (
+            dict(zip(tokenizer.item_ids, map(tuple, tokenizer.codes[:, :-1].tolist()), strict=True))
+            if self.cold_items
+            else {}
+        )
+        self._warm_tables: dict[str, Any] = {}
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> S2GRRecommender:
@@ -92,17 +100,23 @@ class S2GRRecommender:
             progress,
         )  # fmt: skip
         if mixing:
-            prefix_of = dict(
-                zip(self.tokenizer.item_ids, map(tuple, self.tokenizer.codes[:, :-1].tolist()), strict=True)
-            )
             rows = exclude or [[] for _ in histories]
             rankings = [
                 mix_cold_items(
-                    ranking, prefix_of, self._cold_by_prefix, top_k, epsilon, set(map(item_key, row))
+                    ranking, self._prefix_of, self._cold_by_prefix, top_k, epsilon, set(map(item_key, row))
                 )
                 for ranking, row in zip(rankings, rows, strict=True)
             ]
         return rankings if return_scores else [[item for item, _ in ranking] for ranking in rankings]
+
+    def _prefix_tables(self, device: Any) -> Any:
+        """The catalog's decoding tables on `device`; without the cold items, which the model has not learnt."""
+        if not self.cold_items:
+            return self.tokenizer.prefix_tables(device)  # the catalog caches these itself
+        key = str(device)
+        if key not in self._warm_tables:
+            self._warm_tables[key] = self.tokenizer.prefix_tables(device, without=self.cold_items)
+        return self._warm_tables[key]
 
     def _ranked(
         self,
@@ -120,7 +134,7 @@ class S2GRRecommender:
         index = {item: position for position, item in enumerate(item_ids)}
         # Checked once, not per batch. Cold items are left out of the trie: the model has not learnt their SIDs,
         # and a leaf added under a trained prefix would take probability from its siblings.
-        trie = model.decoding_trie(tokenizer.prefix_tables(model.device, without=self.cold_items))
+        trie = model.decoding_trie(self._prefix_tables(model.device))
         was_training = model.training
         model.eval()
         rankings: list[Any] = []
