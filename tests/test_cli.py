@@ -374,6 +374,13 @@ def test_tiger_is_the_benchmarks_tiger_and_no_thinking_keeps_the_coba_codebook(t
         and replace(benchmark.codebook_config(), seed=0) == tiger.codebook_config()
     )
     assert quality.GENERATIVE["tiger"] == METHODS["tiger"]
+    # Codebook settings a benchmark shares with S2GR (collaborative block, quantizer) never reach the
+    # text-only TIGER baseline; the no-thinking ablation keeps S2GR's codes.
+    shared = {"codebook": {"collab_dim": 32, "quantizer": "rkmeans", "num_clusters": 8}}
+    tiger_shared = quality.run_config("tiger", 0, shared, tmp_path).codebook_config()
+    assert tiger_shared == CodebookConfig.plain(num_clusters=8)
+    coba_shared = quality.run_config("coba-only", 0, shared, tmp_path).codebook_config()
+    assert (coba_shared.collab_dim, coba_shared.quantizer) == (32, "rkmeans")
     coba = run_config_from_args(parser.parse_args(["--no-thinking"]))
     assert coba.num_thinking == 0 and coba.codebook_config() == CodebookConfig()
     # The codebook flags of --set still apply on top of a method.

@@ -40,11 +40,13 @@ DEMO: dict[str, Any] = {
     },
 }
 
-# The codebook fields where TIGER's plain RQ-VAE differs from CoBa (the default codebook).
+# What makes TIGER's codebook a plain RQ-VAE: the fields where CodebookConfig.plain() differs from CoBa (the
+# default codebook), plus the quantizer and the collaborative block, which are off in both by default but must
+# stay off in the text-only baseline when a benchmark's shared settings switch them on for S2GR.
 PLAIN_CODEBOOK: dict[str, Any] = {
     key: value
     for key, value in asdict(CodebookConfig.plain()).items()
-    if getattr(CodebookConfig(), key) != value
+    if key in ("quantizer", "collab_dim") or getattr(CodebookConfig(), key) != value
 }
 METHODS: dict[str, dict[str, Any]] = {
     "s2gr": {},
