@@ -47,6 +47,9 @@ SMALL = {
     "batch_size": 128,
     "kmeans_iters": 10,
     "num_clusters": 4,
+    # The content path (text + propagation); the collaborative block has its own tests
+    # (test_collaborative_codes.py), where training codes come from the graph and new items' from text.
+    "collab_dim": 0,
 }
 
 

@@ -10,6 +10,7 @@ import torch
 
 from s2gr.codebook import CodebookConfig, FrozenQuantizer, build_semantic_ids
 from s2gr.codebook.collaborative import TextToCollab, collaborative_block, spectral_embedding
+from s2gr.codebook.config import collab_dim_for
 from s2gr.codebook.graph import cooccurrence_counts, normalize_adjacency
 from s2gr.codebook.semantic_ids import quantizer_inputs
 from s2gr.errors import InputError
@@ -118,7 +119,7 @@ def test_collaborative_block_has_the_requested_share_of_the_variance(weight: flo
 
 def test_collaborative_codes_follow_behaviour_where_content_is_noise() -> None:
     x, group, sequences = communities()
-    content_only = build_semantic_ids(x, sequences, CodebookConfig(**SMALL), progress=False)
+    content_only = build_semantic_ids(x, sequences, CodebookConfig(**SMALL, collab_dim=0), progress=False)
     fused = build_semantic_ids(x, sequences, CodebookConfig(**SMALL, collab_dim=4), progress=False)
     stronger = build_semantic_ids(
         x, sequences, CodebookConfig(**SMALL, collab_dim=4, collab_weight=2.0), progress=False
@@ -151,7 +152,7 @@ def test_new_items_get_codes_from_text_alone() -> None:
     np.testing.assert_array_equal(reloaded.assign(new), codes)
     # Without the map the quantizer would need the 20-dim fused input: the map is what makes text enough.
     assert "collab_weight" in quantizer.state_dict()
-    content_only = build_semantic_ids(x, sequences, CodebookConfig(**SMALL), progress=False)
+    content_only = build_semantic_ids(x, sequences, CodebookConfig(**SMALL, collab_dim=0), progress=False)
     assert "collab_weight" not in content_only.quantizer.state_dict()
 
 
@@ -170,3 +171,25 @@ def test_collaborative_config_validation() -> None:
         CodebookConfig(collab_weight=0.0)
     assert CodebookConfig.plain(collab_dim=0).collab_dim == 0
     assert CodebookConfig.plain().collab_dim == 0
+
+
+def test_collab_dim_is_sized_to_the_catalog_unless_set() -> None:
+    assert collab_dim_for(127) == 0 and collab_dim_for(128) == 32 and collab_dim_for(10**6) == 32
+    assert CodebookConfig().collab_dim is None
+    assert CodebookConfig().for_catalog(1682).collab_dim == 32
+    assert CodebookConfig().for_catalog(100).collab_dim == 0  # a small catalog: text alone
+    assert CodebookConfig(collab_dim=0).for_catalog(5000).collab_dim == 0  # set values stay
+    assert CodebookConfig(collab_dim=8).for_catalog(100).collab_dim == 8
+    assert CodebookConfig.plain().for_catalog(5000).collab_dim == 0  # TIGER's codes: text alone
+    with pytest.raises(InputError, match="collab_dim must be an int >= 0"):
+        CodebookConfig(collab_dim=-1)
+
+
+def test_a_catalog_without_co_occurrences_gets_codes_from_text_unless_collab_dim_is_set() -> None:
+    x, _, _ = communities()
+    alone = build_semantic_ids(x, [], CodebookConfig(**SMALL), progress=False)  # C unset: text alone
+    assert alone.config.collab_dim == 0 and alone.codes.shape[0] == len(x)
+    single = [np.array([3]), np.array([5, 5])]  # histories without two distinct items: no co-occurrence
+    assert build_semantic_ids(x, single, CodebookConfig(**SMALL), progress=False).config.collab_dim == 0
+    with pytest.raises(InputError, match="collab_dim=0"):  # asked for explicitly: a clear error
+        build_semantic_ids(x, [], CodebookConfig(**SMALL, collab_dim=4), progress=False)

@@ -37,6 +37,10 @@ from .graph import cooccurrence_counts, normalize_adjacency
 
 # Ridge penalty of the text -> collaborative map, relative to the mean variance of a content dimension.
 RIDGE = 1e-2
+NEEDS_COOCCURRENCES = (
+    "the collaborative codes need at least 2 items with training co-occurrences; "
+    "set codebook.collab_dim=0 to code items from their text alone"
+)
 
 
 def spectral_embedding(adj: sp.spmatrix, dim: int, seed: int = 0) -> np.ndarray:
@@ -46,7 +50,10 @@ def spectral_embedding(adj: sp.spmatrix, dim: int, seed: int = 0) -> np.ndarray:
     if dim < 1:
         raise InputError(f"collab_dim must be >= 1, got {dim}")
     if dim + 2 > num_items:
-        raise InputError(f"collab_dim ({dim}) must be at most the number of items minus 2 ({num_items - 2})")
+        raise InputError(
+            f"collab_dim ({dim}) must be at most the number of items minus 2 ({num_items - 2}); "
+            "leave it unset to size it to the catalog"
+        )
     start = np.random.default_rng(seed).standard_normal(num_items)
     values, vectors = eigsh(sp.csr_matrix(adj, dtype=np.float64), k=dim + 1, which="LA", v0=start)
     order = np.argsort(-values)[1:]  # descending; the first is the trivial √degree vector
@@ -70,7 +77,7 @@ class TextToCollab:
     def fit(cls, x: np.ndarray, targets: np.ndarray) -> TextToCollab:
         """Least squares with a ridge penalty RIDGE × (mean variance of a column of x)."""
         if len(x) < 2:
-            raise InputError("the collaborative codes need at least 2 items with training co-occurrences")
+            raise InputError(NEEDS_COOCCURRENCES)
         x = np.asarray(x, dtype=np.float64)
         mean_x, mean_t = x.mean(0), targets.mean(0, dtype=np.float64)
         centred = x - mean_x
@@ -107,8 +114,10 @@ def collaborative_block(
     x: (N, E) content embeddings (the map's input); content: the features the block is fused with.
     """
     adj = normalize_adjacency(cooccurrence_counts(train_sequences, x.shape[0], window), self_loops=False)
-    spectral = spectral_embedding(adj, dim, seed)  # (N, C)
     linked = np.asarray(adj.getnnz(axis=1) > 0)  # (N,) items with training co-occurrences
+    if linked.sum() < 2:  # checked before ARPACK, which fails on an empty graph with no useful message
+        raise InputError(NEEDS_COOCCURRENCES)
+    spectral = spectral_embedding(adj, dim, seed)  # (N, C)
     text_map = TextToCollab.fit(x[linked], spectral[linked])
     spectral[~linked] = text_map.predict(x[~linked])
     scale = weight * _rms_norm(content) / max(_rms_norm(spectral), 1e-12)

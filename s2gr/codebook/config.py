@@ -3,7 +3,8 @@
 Every knob of the semantic-ID pipeline lives in `CodebookConfig`; `CodebookConfig.plain()` and
 `CodebookConfig.rkmeans()` give the ablation baselines. Defaults are the project's CoBa setting:
 3 levels of codes sized to the catalog (256 for catalogs of 12k items and more) on a 32-dim latent,
-co-occurrence propagation, usage-balanced assignment, dead-code reset and a code-vector repulsion loss.
+co-occurrence propagation, spectral collaborative coordinates (catalogs of 128 items and more),
+usage-balanced assignment, dead-code reset and a code-vector repulsion loss.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ QUANTIZERS = ("rqvae", "rkmeans")
 # TIGER's 256 codes per level on Amazon Beauty (12,101 items) leave about 47 items per first-level code.
 ITEMS_PER_FIRST_CODE = 48
 MIN_CODEBOOK_SIZE, MAX_CODEBOOK_SIZE = 16, 256
+# Collaborative coordinates by default, and the smallest catalog that gets them: 4 items per coordinate
+# (the spectral embedding needs C + 2 items; far fewer than 4 per coordinate leaves mostly noise).
+DEFAULT_COLLAB_DIM, ITEMS_PER_COLLAB_DIM = 32, 4
 
 
 def codebook_size_for(num_items: int) -> int:
@@ -33,6 +37,11 @@ def codebook_size_for(num_items: int) -> int:
         raise InputError(f"num_items must be >= 1, got {num_items}")
     nearest = 2 ** round(math.log2(max(num_items / ITEMS_PER_FIRST_CODE, 1.0)))
     return int(min(MAX_CODEBOOK_SIZE, max(MIN_CODEBOOK_SIZE, nearest)))
+
+
+def collab_dim_for(num_items: int) -> int:
+    """C for a catalog of ``num_items``: 32 from 128 items on, else 0 (content features only)."""
+    return DEFAULT_COLLAB_DIM if num_items >= ITEMS_PER_COLLAB_DIM * DEFAULT_COLLAB_DIM else 0
 
 
 @dataclass
@@ -57,8 +66,10 @@ class CodebookConfig:
         num_hops: Kg, the last propagation step kept in the sum.
     Collaborative codes (`collaborative.py`):
         collab_dim: C, spectral coordinates of the co-occurrence graph appended to the content features
-            before quantisation (0: off, the content features alone). New items get theirs predicted from
-            their text by a ridge map stored with the quantizer.
+            before quantisation (0: off, the content features alone); None (default): `collab_dim_for`,
+            32 from 128 items on. Chosen on validation of MovieLens-1M and an unseen MovieLens log, level
+            on MovieLens-100K (benchmarks/RESULTS.md). New items get theirs predicted from their text by a
+            ridge map stored with the quantizer.
         collab_weight: size of the collaborative block relative to the content block (1: equal variance).
     Load balancing (module docstring of `balancing.py`):
         balance: add the capped usage bias to assignment distances during training.
@@ -103,7 +114,7 @@ class CodebookConfig:
     graph_window: int = 3
     alpha: float = 0.3
     num_hops: int = 3
-    collab_dim: int = 0
+    collab_dim: int | None = None
     collab_weight: float = 1.0
     balance: bool = True
     balance_strength: float = 1.0
@@ -151,6 +162,8 @@ class CodebookConfig:
             raise InputError(f"hidden_dims must hold positive ints, got {self.hidden_dims!r}")
         for name in ("num_hops", "warmup_epochs", "collab_dim"):
             value = getattr(self, name)
+            if name == "collab_dim" and value is None:
+                continue
             if not isinstance(value, int) or value < 0:
                 raise InputError(f"{name} must be an int >= 0, got {value!r}")
 
@@ -170,11 +183,15 @@ class CodebookConfig:
                 f"num_clusters ({self.num_clusters}) cannot exceed codebook_size ({self.codebook_size})"
             )
 
-    def for_catalog(self, num_items: int) -> CodebookConfig:
-        """This config with K and Kc fixed for a catalog of ``num_items`` (the values set stay)."""
+    def for_catalog(self, num_items: int, has_cooccurrences: bool = True) -> CodebookConfig:
+        """This config with K, Kc and C fixed for a catalog of ``num_items`` (the values set stay); without
+        co-occurrences (no history of two items) an unset C is 0: codes from text alone."""
         codebook_size = self.codebook_size or codebook_size_for(num_items)
         num_clusters = self.num_clusters or num_clusters_for(codebook_size)
-        return replace(self, codebook_size=codebook_size, num_clusters=num_clusters)
+        collab_dim = self.collab_dim
+        if collab_dim is None:
+            collab_dim = collab_dim_for(num_items) if has_cooccurrences else 0
+        return replace(self, codebook_size=codebook_size, num_clusters=num_clusters, collab_dim=collab_dim)
 
     @classmethod
     def plain(cls, **overrides: object) -> CodebookConfig:

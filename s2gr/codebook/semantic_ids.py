@@ -211,7 +211,7 @@ def _build(
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
         raise InputError(f"embeddings must be a non-empty (N, E) array, got shape {x.shape}")
-    config = config.for_catalog(x.shape[0])
+    config = config.for_catalog(x.shape[0], any(len(np.unique(seq)) > 1 for seq in train_sequences))
     features, text_map = quantizer_inputs(x, train_sequences, config)
     quantizer, decode, info = fit_quantizer(features, config, progress, text_map)
     codes, reassigned = final_codes(quantizer, features, config.reassign_collisions)
