@@ -557,7 +557,12 @@ def test_committed_config_is_the_setting_of_its_flags(tmp_path: Path) -> None:
         "eval_every_epochs=3",
     ]
     flags += ["--set", "patience=0", "--set", "max_history=10"]
-    flags += ["--set", "codebook.collab_dim=0"]  # the default when it was measured
+    flags += [
+        "--set",
+        "codebook.collab_dim=0",
+        "--set",
+        "model.align_loss_weight=1",
+    ]  # defaults when measured
     from_flags = quality.base_values(quality.parse_args(flags))
     defaults = S2GRConfig()
     for method in ("s2gr", "tiger"):

@@ -60,6 +60,7 @@ def tiny_config(thinking: bool = True, **overrides: object) -> S2GRConfig:
         num_clusters=CLUSTERS,
         max_history_items=4,
         encoder_mode="causal",
+        align_loss_weight=1.0,  # the paper's term, off by default, so every loss term is covered
     )
     values.update(overrides)
     return S2GRConfig(**values)
@@ -221,6 +222,18 @@ def test_forward_thinking_returns_every_loss_term() -> None:
     torch.testing.assert_close(out.align_loss, out.align_loss_per_level.sum())
     # Dedup logits beyond D are padding and never the argmax.
     assert (out.code_logits[:, LEVELS, DEDUP:] == torch.finfo(torch.float32).min).all()
+
+
+def test_the_default_loss_leaves_out_the_cluster_alignment() -> None:
+    assert S2GRConfig().align_loss_weight == 0.0
+    paper = tiny_model(thinking=True)  # align_loss_weight 1
+    default = tiny_model(thinking=True, align_loss_weight=0.0)
+    input_ids, attention_mask, labels = batch_inputs(paper.config, make_catalog(20))
+    a = paper(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    b = default(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    assert b.align_loss is None and b.align_loss_per_level is None  # not computed at all
+    torch.testing.assert_close(b.loss, a.rec_loss + a.infonce_loss + paper.config.reg_lambda * a.reg_loss)
+    torch.testing.assert_close(b.loss, a.loss - a.align_loss)
 
 
 def test_forward_tiger_has_only_rec_loss() -> None:

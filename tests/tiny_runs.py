@@ -18,6 +18,8 @@ from s2gr.training.config import RunConfig
 MAX_USERS = 40
 TINY_CODEBOOK = {"codebook_size": 16, "num_clusters": 4, "epochs": 5, "warmup_epochs": 2}
 TINY_MODEL = {"d_model": 32, "num_heads": 2, "d_kv": 16, "d_ff": 64, "encoder_layers": 1, "decoder_layers": 1}
+# The paper's cluster-alignment term (off by default) on, so the trainer and distributed tests cover every term.
+TINY_MODEL["align_loss_weight"] = 1.0
 # No dropout and no in-batch InfoNCE (its negatives are the other rows of a micro-batch / of one process, so it
 # depends on how a batch is split): what makes one big batch and its split versions give the same update.
 EXACT_MODEL = {**TINY_MODEL, "dropout_rate": 0.0, "infonce_loss_weight": 0.0}
