@@ -55,6 +55,7 @@ MOVIELENS_BIBTEX = """@article{harper2015movielens,
 # Labels of the thinking-token settings (names as in S2GRConfig); other keys are shown as they are.
 THINKING_LABELS = {
     "num_thinking": "thinking steps T",
+    "align_loss_weight": "cluster-alignment loss weight (0: off)",
     "align_temperature": "alignment temperature τ",
     "num_clusters": "coarse clusters per level Kc",
     "reg_lambda": "first-step regulariser weight λ",
@@ -78,8 +79,9 @@ recommendation is a real item.
 {% if thinking_off %}
 Thinking tokens are off: this checkpoint is the TIGER baseline.
 {% else %}
-Before each code level the decoder produces a continuous *thinking token*, aligned with that level's coarse
-code clusters, that guides the next code.
+Before each code level the decoder produces a continuous *thinking token* that guides the next code{% if
+aligned %}, aligned with that level's coarse code clusters{% else %}; the first is pulled toward a light
+auxiliary decoder's guess of the target (the paper's cluster-alignment loss is off){% endif %}.
 {% endif %}
 {% if dataset %}
 
@@ -354,6 +356,7 @@ def _template_context(
         "collision_lines": _collision_lines(codebook),
         "thinking": [(THINKING_LABELS.get(key, key), value) for key, value in thinking.items()],
         "thinking_off": thinking.get("num_thinking") == 0,
+        "aligned": thinking.get("align_loss_weight", 1) > 0,  # cards of runs from before the weight was recorded
         "training": list(dict(run.get("training") or {}).items()),
         "bibtex": BIBTEX,
         "movielens_bibtex": MOVIELENS_BIBTEX,

@@ -269,6 +269,15 @@ def test_card_text_states_protocol_codebook_thinking_usage_and_citation() -> Non
         assert line in text, line
 
 
+def test_card_says_whether_the_thinking_tokens_were_aligned_to_code_clusters() -> None:
+    aligned = build_model_card(RUN).text  # a run recorded before the weight was: the paper's loss
+    assert "aligned with that level's coarse code clusters" in aligned and "is off" not in aligned
+    off = {**RUN, "thinking": {**RUN["thinking"], "align_loss_weight": 0.0}}
+    text = build_model_card(off).text
+    assert "cluster-alignment loss is off" in text and "aligned with that level" not in text
+    assert "cluster-alignment loss weight (0: off): 0.0" in text
+
+
 def test_card_omits_sections_without_data() -> None:
     card = build_model_card({})
     for heading in (

@@ -290,6 +290,7 @@ def run_summary(
             name: getattr(model_config, name)
             for name in (
                 "num_thinking",
+                "align_loss_weight",
                 "align_temperature",
                 "num_clusters",
                 "reg_lambda",
