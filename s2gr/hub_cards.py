@@ -356,7 +356,8 @@ def _template_context(
         "collision_lines": _collision_lines(codebook),
         "thinking": [(THINKING_LABELS.get(key, key), value) for key, value in thinking.items()],
         "thinking_off": thinking.get("num_thinking") == 0,
-        "aligned": thinking.get("align_loss_weight", 1) > 0,  # cards of runs from before the weight was recorded
+        "aligned": thinking.get("align_loss_weight", 1)
+        > 0,  # cards of runs from before the weight was recorded
         "training": list(dict(run.get("training") or {}).items()),
         "bibtex": BIBTEX,
         "movielens_bibtex": MOVIELENS_BIBTEX,
